@@ -1,0 +1,192 @@
+// Builds the one Config the process runs with: defaults < YAML file <
+// Bitnami PGBOUNCER_* < PG_INGRESS_* < overrides, validated once and frozen.
+// Each layer replaces whole top-level keys (a `databases` map from the
+// environment replaces the file's map rather than merging into it).
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import type { core } from 'zod';
+import { bitnamiLayer, pathKey, pgIngressLayer, readValueFile, type Env, type Layer } from './env.js';
+import {
+  CONFIG_KEYS,
+  ConfigError,
+  DATABASE_KEYS,
+  USER_KEYS,
+  closest,
+  configSchema,
+  type Config,
+  type DatabaseEntry,
+  type UserEntry,
+} from './schema.js';
+
+export { ConfigError } from './schema.js';
+
+export interface LoadOptions {
+  /** YAML file to read; null or absent for defaults + environment only. */
+  file?: string | null;
+  /** Defaults to process.env. */
+  env?: Env;
+  /** Raw YAML-level values applied last (tests). */
+  overrides?: Record<string, unknown>;
+}
+
+/** PgBouncer settings people carry over that we lack on purpose, and why. */
+const NOT_SUPPORTED: Readonly<Record<string, string>> = {
+  auth_type: 'the method follows each stored verifier (SCRAM or md5)',
+  auth_file: 'users are looked up with auth_query',
+  auth_hba_file: 'users are looked up with auth_query; use pg_hba.conf upstream',
+  server_tls_sslmode: 'server connections are plaintext inside the cluster',
+  logfile: 'logs go to stdout as JSON',
+  pidfile: 'run under a supervisor',
+};
+
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const file = opts.file ?? null;
+  const env = opts.env ?? process.env;
+  const layers: Array<{ layer: Layer; label: string }> = [];
+  if (file !== null) layers.push({ layer: { values: readYaml(file), sources: {} }, label: file });
+  layers.push({ layer: bitnamiLayer(env), label: 'environment' });
+  layers.push({ layer: pgIngressLayer(env), label: 'environment' });
+  if (opts.overrides) layers.push({ layer: { values: { ...opts.overrides }, sources: {} }, label: 'overrides' });
+
+  const problems: string[] = [];
+  const merged: Record<string, unknown> = {};
+  const sources = new Map<string, string>();
+  const sourceOf = (path: readonly PropertyKey[]): string => {
+    for (let n = path.length; n > 0; n--) {
+      const s = sources.get(pathKey(...path.slice(0, n).map(String)));
+      if (s !== undefined) return s;
+    }
+    return 'defaults';
+  };
+
+  for (const { layer, label } of layers) {
+    const v = layer.values;
+    const src = (k: string): string => layer.sources[pathKey(k)] ?? label;
+    if (v.auth_password != null && v.auth_password_file != null) {
+      problems.push(`${src('auth_password')}, ${src('auth_password_file')}: auth_password and auth_password_file are both set; set only one`);
+    }
+    // A higher layer choosing one password source drops the other from below.
+    if (v.auth_password != null) delete merged.auth_password_file;
+    if (v.auth_password_file != null) delete merged.auth_password;
+    for (const [key, value] of Object.entries(v)) {
+      merged[key] = value;
+      // Provenance below this key belonged to the replaced value.
+      const under = pathKey(key, '');
+      for (const p of [...sources.keys()]) if (p === key || p.startsWith(under)) sources.delete(p);
+      sources.set(pathKey(key), src(key));
+    }
+    for (const [p, s] of Object.entries(layer.sources)) sources.set(p, s);
+  }
+
+  for (const map of ['databases', 'users'] as const) {
+    const m = merged[map];
+    if (m === null || typeof m !== 'object' || Array.isArray(m)) continue;
+    for (const name of Object.keys(m)) {
+      // '__proto__' would reach a plain object's prototype; names come from clients.
+      if (name === '' || name === '__proto__') problems.push(`${sourceOf([map])}: ${map}: ${JSON.stringify(name)} is not a usable name`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.flatMap((i) => formatIssue(i, merged, sourceOf)));
+  }
+  const { auth_password_file, databases, users, ...rest } = parsed.data;
+
+  let auth_password = rest.auth_password;
+  if (auth_password_file !== null) {
+    const where = `${sourceOf(['auth_password_file'])}: auth_password_file`;
+    try {
+      auth_password = readValueFile(auth_password_file);
+      if (auth_password === '') problems.push(`${where}: ${JSON.stringify(auth_password_file)} is empty`);
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      problems.push(`${where}: cannot read ${JSON.stringify(auth_password_file)}: ${why}`);
+    }
+  }
+
+  if ((rest.client_tls_cert_file === null) !== (rest.client_tls_key_file === null)) {
+    const [set, unset] = rest.client_tls_cert_file !== null ? ['client_tls_cert_file', 'client_tls_key_file'] : ['client_tls_key_file', 'client_tls_cert_file'];
+    problems.push(`${sourceOf([set])}: ${set}: is set but ${unset} is not; set both, or neither for a self-signed certificate`);
+  }
+
+  const dbs: Record<string, DatabaseEntry> = Object.create(null);
+  for (const [name, { auth_user, ...entry }] of Object.entries(databases)) {
+    if (auth_user !== null && auth_user !== rest.auth_user) {
+      problems.push(
+        `${sourceOf(['databases', name, 'auth_user'])}: databases.${name}.auth_user: ${JSON.stringify(auth_user)} differs from auth_user ${JSON.stringify(rest.auth_user)}; pg-ingress has one auth_user for all databases`,
+      );
+    }
+    dbs[name] = { name, ...entry };
+  }
+  const us: Record<string, UserEntry> = Object.create(null);
+  for (const [name, entry] of Object.entries(users)) us[name] = { name, ...entry };
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  const config: Config = { config_file: file, ...rest, auth_password, databases: dbs, users: us };
+  return deepFreeze(config);
+}
+
+function readYaml(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new ConfigError([`${file}: cannot read the configuration file: ${why}`]);
+  }
+  const doc = parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    // Only the first line: the rest quotes the source, which may hold a password.
+    throw new ConfigError(doc.errors.map((e) => `${file}: ${e.message.split('\n')[0]!.replace(/:$/, '')}`));
+  }
+  const data: unknown = doc.toJS();
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError([`${file}: expected a mapping of settings at the top level`]);
+  }
+  return data as Record<string, unknown>;
+}
+
+function formatIssue(issue: core.$ZodIssue, raw: Record<string, unknown>, sourceOf: (p: readonly PropertyKey[]) => string): string[] {
+  const { path } = issue;
+  const at = (p: readonly PropertyKey[]): string => (p.length === 0 ? '(top level)' : p.map(String).join('.'));
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => {
+      const full = [...path, key];
+      let hint = '';
+      if (path.length === 0) {
+        const near = closest(key, CONFIG_KEYS);
+        hint = NOT_SUPPORTED[key] ? ` (not supported: ${NOT_SUPPORTED[key]})` : near ? ` (did you mean ${near}?)` : '';
+      } else {
+        const known = path[0] === 'databases' ? DATABASE_KEYS : USER_KEYS;
+        const near = closest(key, known);
+        hint = near ? ` (did you mean ${near}?)` : `; known keys: ${known.join(', ')}`;
+      }
+      return `${sourceOf(full)}: ${at(full)}: unknown key${hint}`;
+    });
+  }
+  let message = issue.message;
+  if (issue.code === 'invalid_type') {
+    // Only maps reach here. Name the type, not the value: a misplaced DSN may hold a password.
+    const value = path.reduce<unknown>((o, k) => (o !== null && typeof o === 'object' ? (o as Record<PropertyKey, unknown>)[k] : undefined), raw);
+    const expected = issue.expected === 'record' || issue.expected === 'object' ? 'a mapping' : issue.expected;
+    message = `expected ${expected}, got ${typeName(value)}`;
+  }
+  return [`${sourceOf(path)}: ${at(path)}: ${message}`];
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  return typeof v === 'object' ? 'a mapping' : `a ${typeof v}`;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,314 @@
+// Every configuration key, its type and its default, as one zod schema.
+// Leaves coerce strings (env vars and DSN values are strings) and write their
+// own messages, which quote the offending value unless it is a secret.
+import * as z from 'zod';
+import { DSN_KEYS, DsnError, parseDsn } from './dsn.js';
+
+export type PoolMode = 'session' | 'transaction' | 'statement';
+export type ClientSslMode = 'disable' | 'allow' | 'prefer' | 'require';
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+export type TlsProtocol = 'tlsv1.2' | 'tlsv1.3';
+
+export interface DatabaseEntry {
+  name: string; // map key; '*' is the fallback entry
+  host: string; // may contain '{db}'
+  port: number; // default 5432
+  dbname: string | null; // null => the requested database name
+  user: string | null; // forced server user (pgbouncer's user=), null => client's user
+  pool_mode: PoolMode | null; // null => global/user setting
+  pool_size: number | null; // null => default_pool_size
+  auth_dbname: string | null; // null => global auth_dbname
+}
+export interface UserEntry {
+  name: string;
+  pool_mode: PoolMode | null;
+  pool_size: number | null;
+  max_user_connections: number | null;
+}
+export interface Config {
+  config_file: string | null;
+  listen_addr: string;
+  listen_port: number;
+  client_tls_sslmode: ClientSslMode;
+  client_tls_cert_file: string | null;
+  client_tls_key_file: string | null;
+  client_tls_protocols: TlsProtocol;
+  auth_user: string;
+  auth_password: string | null;
+  auth_query: string;
+  auth_dbname: string | null;
+  auth_cache_ttl: number;
+  allow_superuser: boolean;
+  pool_mode: PoolMode;
+  default_pool_size: number;
+  min_pool_size: number;
+  reserve_pool_size: number;
+  reserve_pool_timeout: number;
+  max_client_conn: number;
+  max_db_connections: number;
+  max_user_connections: number;
+  server_reset_query: string;
+  server_reset_query_always: boolean;
+  server_check_query: string;
+  server_check_delay: number;
+  server_lifetime: number;
+  server_idle_timeout: number;
+  server_connect_timeout: number;
+  server_login_retry: number;
+  query_timeout: number;
+  query_wait_timeout: number;
+  client_idle_timeout: number;
+  client_login_timeout: number;
+  idle_transaction_timeout: number;
+  max_prepared_statements: number;
+  ignore_startup_parameters: string[];
+  track_extra_parameters: string[];
+  max_packet_size: number;
+  log_level: LogLevel;
+  databases: Readonly<Record<string, DatabaseEntry>>;
+  users: Readonly<Record<string, UserEntry>>;
+}
+
+/** Invalid configuration. Each problem names its source (file or env var) and key path. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  readonly code = 'CONFIG_INVALID';
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(problems.join('\n'));
+    this.problems = problems;
+  }
+}
+
+/** The nearest candidate within edit distance 2, to suggest for a misspelt key. */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+// ---- leaves -------------------------------------------------------------
+
+/** Quotes a bad value for an error message, shortened so a log line stays a line. */
+export function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  const s = typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v));
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+interface LeafOpts {
+  secret?: boolean;
+}
+
+/** A leaf whose `convert` returns undefined for a value it rejects. */
+function leaf<T>(expected: string, convert: (v: unknown) => T | undefined, opts: LeafOpts = {}) {
+  return z.unknown().transform((v, ctx): T => {
+    const out = v === undefined ? undefined : convert(v);
+    if (out === undefined) {
+      const got = v === undefined ? 'is required' : opts.secret ? `expected ${expected}` : `expected ${expected}, got ${describe(v)}`;
+      ctx.addIssue({ code: 'custom', message: got });
+      return z.NEVER;
+    }
+    return out;
+  });
+}
+
+const NUMERIC = /^\s*[+-]?(\d+\.?\d*|\.\d+)\s*$/;
+const toNumber = (v: unknown): number | undefined =>
+  typeof v === 'number' ? v : typeof v === 'string' && NUMERIC.test(v) ? Number(v) : undefined;
+
+export const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  leaf(max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`, (v) => {
+    const n = toNumber(v);
+    return n !== undefined && Number.isInteger(n) && n >= min && n <= max ? n : undefined;
+  });
+
+/** Durations are seconds, fractions allowed, as in PgBouncer. */
+export const seconds = () =>
+  leaf('a number of seconds >= 0', (v) => {
+    const n = toNumber(v);
+    return n !== undefined && Number.isFinite(n) && n >= 0 ? n : undefined;
+  });
+
+const TRUE = new Set(['true', '1', 'yes', 'on']);
+const FALSE = new Set(['false', '0', 'no', 'off']);
+export const bool = () =>
+  leaf('a boolean (true/false, yes/no, on/off, 1/0)', (v) => {
+    if (typeof v === 'boolean') return v;
+    if (typeof v !== 'string' && typeof v !== 'number') return undefined;
+    const s = String(v).trim().toLowerCase();
+    return TRUE.has(s) ? true : FALSE.has(s) ? false : undefined;
+  });
+
+export const str = (opts: LeafOpts & { empty?: boolean } = {}) =>
+  leaf(opts.empty ? 'a string' : 'a non-empty string', (v) => (typeof v === 'string' && (opts.empty || v !== '') ? v : undefined), opts);
+
+/** Optional string: null, or '' (an empty env var or YAML value) mean "not set". */
+export const optStr = (opts: LeafOpts = {}) =>
+  leaf('a string or null', (v) => (v === null || v === '' ? null : typeof v === 'string' ? v : undefined), opts);
+
+export const oneOf = <T extends string>(values: readonly T[]) =>
+  leaf(`one of ${values.join(', ')}`, (v) => {
+    const s = typeof v === 'string' ? v.trim().toLowerCase() : undefined;
+    return values.find((x) => x === s);
+  });
+
+/** `null` or what `inner` accepts, keeping inner's message on a bad value. */
+const nullable = <T>(inner: z.ZodType<T>) =>
+  z.unknown().transform((v, ctx): T | null => {
+    if (v === null) return null;
+    const r = inner.safeParse(v);
+    if (r.success) return r.data;
+    for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+    return z.NEVER;
+  });
+
+/** A YAML list of strings, or one comma-separated string (env, pgbouncer.ini). */
+export const list = () =>
+  leaf('a list of strings or a comma-separated string', (v): string[] | undefined => {
+    if (typeof v === 'string') return v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    if (Array.isArray(v) && v.every((s) => typeof s === 'string')) return v.map((s) => s.trim()).filter((s) => s !== '');
+    return undefined;
+  });
+
+/** PgBouncer spells this as a list ("secure", "tlsv1.2,tlsv1.3"); we keep its minimum. */
+const tlsProtocols = () =>
+  leaf("tlsv1.2, tlsv1.3 or secure (TLS below 1.2 is not supported)", (v): TlsProtocol | undefined => {
+    if (typeof v !== 'string') return undefined;
+    const parts = v.toLowerCase().split(',').map((s) => s.trim()).filter((s) => s !== '');
+    if (parts.length === 0 || !parts.every((p) => p === 'tlsv1.2' || p === 'tlsv1.3' || p === 'secure')) return undefined;
+    return parts.every((p) => p === 'tlsv1.3') ? 'tlsv1.3' : 'tlsv1.2';
+  });
+
+/** One address; PgBouncer's `*` means all IPv4 addresses here. */
+const listenAddr = () =>
+  leaf('one host name or IP address (a list is not supported)', (v) => {
+    if (typeof v !== 'string' || v.trim() === '' || v.includes(',')) return undefined;
+    return v.trim() === '*' ? '0.0.0.0' : v.trim();
+  });
+
+/** `{db}` is the only template; anything else in braces is a typo we catch now. */
+const hostTemplate = () =>
+  leaf('a host name (one host; "{db}" is replaced by the requested database)', (v) => {
+    if (typeof v !== 'string' || v === '' || v.includes(',')) return undefined;
+    return /[{}]/.test(v.replaceAll('{db}', '')) ? undefined : v;
+  });
+
+// ---- entries ------------------------------------------------------------
+
+export const POOL_MODES = ['session', 'transaction', 'statement'] as const satisfies readonly PoolMode[];
+export const SSL_MODES = ['disable', 'allow', 'prefer', 'require'] as const satisfies readonly ClientSslMode[];
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const satisfies readonly LogLevel[];
+
+const databaseObject = z
+  .object({
+    host: hostTemplate(),
+    port: int(1, 65535).default(5432),
+    dbname: optStr().default(null),
+    user: optStr().default(null),
+    pool_mode: nullable(oneOf(POOL_MODES)).default(null),
+    pool_size: nullable(int(1)).default(null),
+    auth_dbname: optStr().default(null),
+    auth_user: optStr().default(null),
+  })
+  .strict();
+
+/** A database entry: a DSN string or an object with the same keys. */
+export const databaseEntrySchema = z.preprocess((v, ctx) => {
+  if (typeof v !== 'string') return v;
+  try {
+    return parseDsn(v);
+  } catch (e) {
+    if (!(e instanceof DsnError)) throw e;
+    ctx.addIssue({ code: 'custom', message: e.message });
+    return z.NEVER;
+  }
+}, databaseObject);
+
+export const userEntrySchema = z.preprocess(
+  (v) => (v === null ? {} : v), // `alice:` with nothing after it
+  z
+    .object({
+      pool_mode: nullable(oneOf(POOL_MODES)).default(null),
+      pool_size: nullable(int(1)).default(null),
+      max_user_connections: nullable(int(0)).default(null),
+    })
+    .strict(),
+);
+
+export const DATABASE_KEYS: readonly string[] = DSN_KEYS;
+export const USER_KEYS: readonly string[] = ['pool_mode', 'pool_size', 'max_user_connections'];
+
+// ---- the whole file -----------------------------------------------------
+
+/** Keys settable from YAML, PG_INGRESS_* and overrides, with their defaults. */
+export const configSchema = z
+  .object({
+    listen_addr: listenAddr().default('0.0.0.0'),
+    listen_port: int(0, 65535).default(6432), // 0 = any free port (tests)
+    client_tls_sslmode: oneOf(SSL_MODES).default('require'),
+    client_tls_cert_file: optStr().default(null),
+    client_tls_key_file: optStr().default(null),
+    client_tls_protocols: tlsProtocols().default('tlsv1.2'),
+    auth_user: str().default('pgbouncer'),
+    auth_password: optStr({ secret: true }).default(null),
+    auth_password_file: optStr().default(null),
+    auth_query: str().default('SELECT username, password FROM pgbouncer.get_auth($1)'),
+    auth_dbname: optStr().default(null),
+    auth_cache_ttl: seconds().default(10),
+    allow_superuser: bool().default(false),
+    pool_mode: oneOf(POOL_MODES).default('session'),
+    default_pool_size: int(1).default(20),
+    min_pool_size: int(0).default(0),
+    reserve_pool_size: int(0).default(0),
+    reserve_pool_timeout: seconds().default(5),
+    max_client_conn: int(1).default(100),
+    max_db_connections: int(0).default(0),
+    max_user_connections: int(0).default(0),
+    server_reset_query: str({ empty: true }).default('DISCARD ALL'),
+    server_reset_query_always: bool().default(false),
+    server_check_query: str({ empty: true }).default('select 1'),
+    server_check_delay: seconds().default(30),
+    server_lifetime: seconds().default(3600),
+    server_idle_timeout: seconds().default(600),
+    server_connect_timeout: seconds().default(15),
+    server_login_retry: seconds().default(15),
+    query_timeout: seconds().default(0),
+    query_wait_timeout: seconds().default(120),
+    client_idle_timeout: seconds().default(0),
+    client_login_timeout: seconds().default(60),
+    idle_transaction_timeout: seconds().default(0),
+    max_prepared_statements: int(0).default(200),
+    ignore_startup_parameters: list().default(['extra_float_digits']),
+    track_extra_parameters: list().default([]),
+    max_packet_size: int(1024, 2147483647).default(2147483647),
+    log_level: oneOf(LOG_LEVELS).default('info'),
+    databases: z.record(z.string(), databaseEntrySchema).default({}),
+    users: z.record(z.string(), userEntrySchema).default({}),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+
+export const CONFIG_KEYS: readonly string[] = Object.keys(configSchema.shape);
+/** Keys an env var can set: everything but the two maps. */
+export const SCALAR_KEYS: readonly string[] = CONFIG_KEYS.filter((k) => k !== 'databases' && k !== 'users');
+/** Keys whose values never appear in messages. */
+export const SECRET_KEYS: ReadonlySet<string> = new Set(['auth_password']);

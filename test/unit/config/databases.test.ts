@@ -1,0 +1,113 @@
+import { describe, expect, test } from 'vitest';
+import { loadConfig } from '../../../src/config/index.js';
+import { configError, tempDir } from './helpers.js';
+
+const file = tempDir();
+const load = (yaml: string, env: Record<string, string> = {}) => loadConfig({ file: file('db.yaml', yaml), env });
+const nulls = { dbname: null, user: null, pool_mode: null, pool_size: null, auth_dbname: null };
+
+describe('databases', () => {
+  test('DSN strings, with libpq quoting', () => {
+    const c = load(String.raw`
+databases:
+  app: host=app-rw.db.svc port=5433 dbname=app_prod user=svc pool_mode=transaction pool_size=5 auth_dbname=postgres
+  quoted: "host='my host' dbname='it\\'s'"
+`);
+    expect(c.databases.app).toEqual({
+      name: 'app', host: 'app-rw.db.svc', port: 5433, dbname: 'app_prod', user: 'svc',
+      pool_mode: 'transaction', pool_size: 5, auth_dbname: 'postgres',
+    });
+    expect(c.databases.quoted).toEqual({ name: 'quoted', host: 'my host', port: 5432, ...nulls, dbname: "it's" });
+  });
+
+  test('object form with the same keys and defaults', () => {
+    const c = load(`
+databases:
+  reports:
+    host: reports-ro.db.svc
+    pool_size: 3
+  minimal: { host: h }
+`);
+    expect(c.databases.reports).toEqual({ name: 'reports', host: 'reports-ro.db.svc', port: 5432, ...nulls, pool_size: 3 });
+    expect(c.databases.minimal).toEqual({ name: 'minimal', host: 'h', port: 5432, ...nulls });
+  });
+
+  test("the '*' fallback entry with a {db} host template", () => {
+    const c = load('databases:\n  "*": host={db}-rw.databases.svc\n');
+    expect(c.databases['*']).toEqual({ name: '*', host: '{db}-rw.databases.svc', port: 5432, ...nulls });
+  });
+
+  test('an unknown template is an error', () => {
+    expect(configError(() => load('databases:\n  "*": host={database}-rw\n'))).toMatch(/databases\.\*\.host: expected a host name/);
+  });
+
+  test('several hosts in one entry are refused', () => {
+    expect(configError(() => load('databases:\n  a: host=h1,h2\n'))).toMatch(/databases\.a\.host: expected a host name/);
+  });
+
+  test('a bad DSN value names the file and the key path', () => {
+    const path = file('bad.yaml', 'databases:\n  app: host=db port=abc\n');
+    expect(configError(() => loadConfig({ file: path, env: {} }))).toBe(
+      `${path}: databases.app.port: expected an integer from 1 to 65535, got "abc"`,
+    );
+  });
+
+  test('an unknown DSN key names the entry and lists the known keys', () => {
+    const err = configError(() => load("databases:\n  app: host=db connect_query='select 1'\n"));
+    expect(err).toMatch(/databases\.app: unknown key "connect_query"; known keys: host, port, dbname, user, pool_mode, pool_size, auth_dbname/);
+  });
+
+  test('an unknown object key lists the known keys', () => {
+    expect(configError(() => load('databases:\n  app: { host: h, max_db_connections: 3 }\n'))).toMatch(
+      /databases\.app\.max_db_connections: unknown key; known keys: host, port,/,
+    );
+  });
+
+  test('host is required', () => {
+    expect(configError(() => load('databases:\n  app: port=5432\n'))).toMatch(/databases\.app\.host: is required/);
+  });
+
+  test('a value that is neither string nor mapping', () => {
+    expect(configError(() => load('databases:\n  app: 5\n'))).toMatch(/databases\.app: expected a mapping, got a number/);
+    expect(configError(() => load('databases: [a]\n'))).toMatch(/: databases: expected a mapping, got a list/);
+  });
+
+  test('auth_user in a DSN must be the global auth_user', () => {
+    expect(load('databases:\n  app: host=h auth_user=pgbouncer\n').databases.app).not.toHaveProperty('auth_user');
+    expect(configError(() => load('databases:\n  app: host=h auth_user=other\n'))).toMatch(
+      /databases\.app\.auth_user: "other" differs from auth_user "pgbouncer"/,
+    );
+  });
+
+  test('"__proto__" is not a usable name', () => {
+    expect(configError(() => load('databases:\n  __proto__: host=h\n'))).toMatch(/databases: "__proto__" is not a usable name/);
+  });
+
+  test('a DSN string where a map belongs is not echoed', () => {
+    const err = configError(() => load("databases: host=h password='pa55word'\n"));
+    expect(err).toMatch(/: databases: expected a mapping, got a string/);
+    expect(err).not.toContain('pa55word');
+  });
+
+  test('a password in a DSN is refused and never echoed', () => {
+    const err = configError(() => load("databases:\n  app: host=h password='pa55word'\n"));
+    expect(err).toMatch(/databases\.app: "password" is not supported/);
+    expect(err).not.toContain('pa55word');
+  });
+});
+
+describe('users', () => {
+  test('objects with pool overrides; an empty entry is allowed', () => {
+    const c = load('users:\n  batch: { pool_mode: session, pool_size: 2, max_user_connections: 10 }\n  alice:\n');
+    expect(c.users.batch).toEqual({ name: 'batch', pool_mode: 'session', pool_size: 2, max_user_connections: 10 });
+    expect(c.users.alice).toEqual({ name: 'alice', pool_mode: null, pool_size: null, max_user_connections: null });
+  });
+
+  test('errors name the user and key', () => {
+    expect(configError(() => load('users:\n  bob: { pool_mode: fast }\n'))).toMatch(
+      /users\.bob\.pool_mode: expected one of session, transaction, statement, got "fast"/,
+    );
+    expect(configError(() => load('users:\n  bob: { pool_sise: 1 }\n'))).toMatch(/users\.bob\.pool_sise: unknown key \(did you mean pool_size\?\)/);
+    expect(configError(() => load('users:\n  bob: session\n'))).toMatch(/users\.bob: expected a mapping, got a string/);
+  });
+});

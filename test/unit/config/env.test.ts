@@ -1,0 +1,305 @@
+import { describe, expect, test } from 'vitest';
+import { BITNAMI_VARS, loadConfig, pgIngressVar } from '../../../src/config/index.js';
+import { SCALAR_KEYS } from '../../../src/config/schema.js';
+import { configError, tempDir } from './helpers.js';
+
+const file = tempDir();
+const fromEnv = (env: Record<string, string | undefined>) => loadConfig({ file: null, env });
+
+// A valid string for every scalar key, with the value it becomes.
+const valid: Record<string, [string, unknown]> = {
+  listen_addr: ['127.0.0.1', '127.0.0.1'],
+  listen_port: ['7432', 7432],
+  client_tls_sslmode: ['prefer', 'prefer'],
+  client_tls_cert_file: ['/tls/tls.crt', '/tls/tls.crt'],
+  client_tls_key_file: ['/tls/tls.key', '/tls/tls.key'],
+  client_tls_protocols: ['tlsv1.3', 'tlsv1.3'],
+  auth_user: ['auth', 'auth'],
+  auth_password: ['pw', 'pw'],
+  auth_password_file: ['', undefined], // covered below with a real file
+  auth_query: ['SELECT 1, 2', 'SELECT 1, 2'],
+  auth_dbname: ['postgres', 'postgres'],
+  auth_cache_ttl: ['2.5', 2.5],
+  allow_superuser: ['yes', true],
+  pool_mode: ['transaction', 'transaction'],
+  default_pool_size: ['30', 30],
+  min_pool_size: ['2', 2],
+  reserve_pool_size: ['3', 3],
+  reserve_pool_timeout: ['1', 1],
+  max_client_conn: ['1000', 1000],
+  max_db_connections: ['50', 50],
+  max_user_connections: ['40', 40],
+  server_reset_query: ['RESET ALL', 'RESET ALL'],
+  server_reset_query_always: ['on', true],
+  server_check_query: ['SELECT 2', 'SELECT 2'],
+  server_check_delay: ['10', 10],
+  server_lifetime: ['60', 60],
+  server_idle_timeout: ['30', 30],
+  server_connect_timeout: ['5', 5],
+  server_login_retry: ['0.5', 0.5],
+  query_timeout: ['300', 300],
+  query_wait_timeout: ['60', 60],
+  client_idle_timeout: ['900', 900],
+  client_login_timeout: ['20', 20],
+  idle_transaction_timeout: ['15', 15],
+  max_prepared_statements: ['0', 0],
+  ignore_startup_parameters: ['extra_float_digits,options', ['extra_float_digits', 'options']],
+  track_extra_parameters: ['IntervalStyle, search_path', ['IntervalStyle', 'search_path']],
+  max_packet_size: ['65536', 65536],
+  log_level: ['debug', 'debug'],
+};
+
+// The cert and key must be set together.
+const partner: Record<string, string> = { client_tls_cert_file: 'client_tls_key_file', client_tls_key_file: 'client_tls_cert_file' };
+const withPartner = (key: string, varName: (k: string) => string): Record<string, string> => {
+  const p = partner[key];
+  return p ? { [varName(p)]: valid[p]![0] } : {};
+};
+
+describe('PG_INGRESS_<KEY>', () => {
+  test('the table covers every scalar key', () => {
+    expect(Object.keys(valid).sort()).toEqual([...SCALAR_KEYS].sort());
+  });
+
+  test.each(Object.entries(valid).filter(([k]) => k !== 'auth_password_file'))('%s', (key, [text, value]) => {
+    const c = fromEnv({ [pgIngressVar(key)]: text, ...withPartner(key, pgIngressVar) }) as unknown as Record<string, unknown>;
+    expect(c[key]).toEqual(value);
+  });
+
+  test('a bad value names the variable and the key', () => {
+    expect(configError(() => fromEnv({ PG_INGRESS_LISTEN_PORT: 'abc' }))).toBe(
+      'PG_INGRESS_LISTEN_PORT: listen_port: expected an integer from 0 to 65535, got "abc"',
+    );
+    expect(configError(() => fromEnv({ PG_INGRESS_ALLOW_SUPERUSER: 'maybe' }))).toMatch(/^PG_INGRESS_ALLOW_SUPERUSER: allow_superuser: expected a boolean/);
+  });
+
+  test('an empty variable counts as unset', () => {
+    expect(fromEnv({ PG_INGRESS_LISTEN_PORT: '', PG_INGRESS_SERVER_RESET_QUERY: '' })).toMatchObject({
+      listen_port: 6432,
+      server_reset_query: 'DISCARD ALL',
+    });
+  });
+
+  test('a near miss of a known variable is an error; other PG_INGRESS_* are left alone', () => {
+    expect(configError(() => fromEnv({ PG_INGRESS_LISTEN_PROT: '1' }))).toBe(
+      'PG_INGRESS_LISTEN_PROT: unknown variable (did you mean PG_INGRESS_LISTEN_PORT?)',
+    );
+    expect(fromEnv({ PG_INGRESS_WORKERS: '4', PG_INGRESS_CONFIG: '/etc/x.yaml' }).listen_port).toBe(6432);
+  });
+});
+
+describe('precedence: defaults < file < PGBOUNCER_* < PG_INGRESS_* < overrides', () => {
+  const path = file('p.yaml', 'listen_port: 1001\npool_mode: transaction\ndefault_pool_size: 7\nmax_client_conn: 9\n');
+  const env = { PGBOUNCER_PORT: '1002', PGBOUNCER_POOL_MODE: 'statement', PGBOUNCER_DEFAULT_POOL_SIZE: '8', PG_INGRESS_LISTEN_PORT: '1003', PG_INGRESS_POOL_MODE: 'session' };
+
+  test('each layer wins over the ones below it', () => {
+    const c = loadConfig({ file: path, env, overrides: { listen_port: 1004 } });
+    expect(c.listen_port).toBe(1004); // overrides
+    expect(c.pool_mode).toBe('session'); // PG_INGRESS_*
+    expect(c.default_pool_size).toBe(8); // PGBOUNCER_*
+    expect(c.max_client_conn).toBe(9); // file
+    expect(c.max_db_connections).toBe(0); // default
+  });
+
+  test('process.env is the default environment', () => {
+    process.env.PG_INGRESS_MAX_CLIENT_CONN = '77';
+    try {
+      expect(loadConfig({ file: null }).max_client_conn).toBe(77);
+    } finally {
+      delete process.env.PG_INGRESS_MAX_CLIENT_CONN;
+    }
+  });
+});
+
+describe('Bitnami PGBOUNCER_* variables', () => {
+  test.each(BITNAMI_VARS.map(([name, key]) => [name, key]))('%s sets %s', (name, key) => {
+    const text = valid[key]![0];
+    const c = fromEnv({ [name]: text, ...withPartner(key, pgIngressVar) }) as unknown as Record<string, unknown>;
+    expect(c[key]).toEqual(valid[key]![1]);
+  });
+
+  test('a bad value names the variable', () => {
+    expect(configError(() => fromEnv({ PGBOUNCER_CLIENT_TLS_SSLMODE: 'verify-full' }))).toBe(
+      'PGBOUNCER_CLIENT_TLS_SSLMODE: client_tls_sslmode: expected one of disable, allow, prefer, require, got "verify-full"',
+    );
+  });
+
+  test("PGBOUNCER_LISTEN_ADDRESS (what the image reads) wins over PGBOUNCER_BIND_ADDRESS (its old README); '*' is all", () => {
+    expect(fromEnv({ PGBOUNCER_BIND_ADDRESS: '10.0.0.1', PGBOUNCER_LISTEN_ADDRESS: '*' }).listen_addr).toBe('0.0.0.0');
+    expect(fromEnv({ PGBOUNCER_BIND_ADDRESS: '10.0.0.1' }).listen_addr).toBe('10.0.0.1');
+  });
+
+  test('<NAME>_FILE wins over <NAME>, as in the image', () => {
+    const path = file('port', '7777\n');
+    expect(fromEnv({ PGBOUNCER_PORT: '1', PGBOUNCER_PORT_FILE: path }).listen_port).toBe(7777);
+    expect(configError(() => fromEnv({ PGBOUNCER_PORT_FILE: '/nonexistent/port' }))).toBe(
+      'PGBOUNCER_PORT_FILE: cannot read "/nonexistent/port": ENOENT',
+    );
+  });
+
+  test('empty values count as unset, as in the image', () => {
+    expect(fromEnv({ PGBOUNCER_PORT: '' }).listen_port).toBe(6432);
+  });
+
+  test('PGBOUNCER_DSN_0..N split at the first "=" and stop at the first gap', () => {
+    const c = fromEnv({
+      PGBOUNCER_DSN_0: 'app=host=app-rw port=5433 dbname=app_prod',
+      PGBOUNCER_DSN_1: "*=host={db}-rw user='svc'",
+      PGBOUNCER_DSN_3: 'skipped=host=x',
+    });
+    expect(Object.keys(c.databases).sort()).toEqual(['*', 'app']);
+    expect(c.databases.app).toMatchObject({ host: 'app-rw', port: 5433, dbname: 'app_prod' });
+    expect(c.databases['*']).toMatchObject({ host: '{db}-rw', user: 'svc', dbname: null });
+  });
+
+  test('a DSN from a file: PGBOUNCER_DSN_0_FILE', () => {
+    const path = file('dsn0', 'app=host=from-file\n');
+    expect(fromEnv({ PGBOUNCER_DSN_0_FILE: path }).databases.app?.host).toBe('from-file');
+  });
+
+  test('DSN errors name the variable and never echo the value', () => {
+    expect(configError(() => fromEnv({ PGBOUNCER_DSN_0: 'app=host=h port=x' }))).toBe(
+      'PGBOUNCER_DSN_0: databases.app.port: expected an integer from 1 to 65535, got "x"',
+    );
+    const err = configError(() => fromEnv({ PGBOUNCER_DSN_0: 'host-without-name secret-ish' }));
+    expect(err).toBe('PGBOUNCER_DSN_0: expected "<database>=host=… port=… dbname=…"');
+    expect(configError(() => fromEnv({ PGBOUNCER_DSN_0: "app=host=h password='x9y8'" }))).not.toContain('x9y8');
+  });
+
+  test("Bitnami's auth_user=… in a DSN is accepted when it matches", () => {
+    const c = fromEnv({ PGBOUNCER_AUTH_USER: 'pgbouncer', PGBOUNCER_DSN_0: 'app=host=h auth_user=pgbouncer' });
+    expect(c.databases.app?.host).toBe('h');
+  });
+
+  test('PGBOUNCER_DATABASE with POSTGRESQL_HOST/PORT/DATABASE is the image\'s default entry', () => {
+    const c = fromEnv({ PGBOUNCER_DATABASE: 'app', POSTGRESQL_HOST: 'pg', POSTGRESQL_PORT: '5433', POSTGRESQL_DATABASE: 'app_prod' });
+    expect(c.databases.app).toEqual({
+      name: 'app', host: 'pg', port: 5433, dbname: 'app_prod', user: null, pool_mode: null, pool_size: null, auth_dbname: null,
+    });
+  });
+
+  test("the image's defaults fill the default entry; '*' keeps the requested name", () => {
+    expect(fromEnv({ POSTGRESQL_HOST: 'pg' }).databases.postgres).toMatchObject({ host: 'pg', port: 5432, dbname: 'postgres' });
+    expect(fromEnv({ PGBOUNCER_DATABASE: 'app' }).databases.app).toMatchObject({ host: 'postgresql', dbname: 'app' });
+    expect(fromEnv({ PGBOUNCER_DATABASE: '*', POSTGRESQL_HOST: 'pg', POSTGRESQL_DATABASE: 'ignored' }).databases['*']).toMatchObject({
+      host: 'pg',
+      dbname: null,
+    });
+  });
+
+  test('PGBOUNCER_SET_DATABASE_USER=yes forces POSTGRESQL_USERNAME as the server user', () => {
+    const c = fromEnv({ POSTGRESQL_HOST: 'pg', POSTGRESQL_USERNAME: 'app', PGBOUNCER_SET_DATABASE_USER: 'yes' });
+    expect(c.databases.postgres?.user).toBe('app');
+  });
+
+  test('a bad POSTGRESQL_PORT names that variable', () => {
+    expect(configError(() => fromEnv({ POSTGRESQL_HOST: 'pg', POSTGRESQL_PORT: 'x' }))).toBe(
+      'POSTGRESQL_PORT: databases.postgres.port: expected an integer from 1 to 65535, got "x"',
+    );
+  });
+
+  test('a DSN_N entry replaces the default entry of the same name', () => {
+    const c = fromEnv({ PGBOUNCER_DATABASE: 'app', POSTGRESQL_HOST: 'a', PGBOUNCER_DSN_0: 'app=host=b' });
+    expect(c.databases.app?.host).toBe('b');
+  });
+
+  test("database entries from the environment replace the file's map", () => {
+    const path = file('dbs.yaml', 'databases:\n  "*": host=127.0.0.1\n  keep: host=k\n');
+    const c = loadConfig({ file: path, env: { PGBOUNCER_DSN_0: 'app=host=h' } });
+    expect(Object.keys(c.databases)).toEqual(['app']);
+    expect(Object.keys(loadConfig({ file: path, env: {} }).databases).sort()).toEqual(['*', 'keep']);
+  });
+
+  test("POSTGRESQL_PASSWORD is auth_user's password when POSTGRESQL_USERNAME is PGBOUNCER_AUTH_USER", () => {
+    expect(fromEnv({ PGBOUNCER_AUTH_USER: 'pgbouncer', POSTGRESQL_USERNAME: 'pgbouncer', POSTGRESQL_PASSWORD: 'pw' }).auth_password).toBe('pw');
+    expect(fromEnv({ PGBOUNCER_AUTH_USER: 'pgbouncer', POSTGRESQL_PASSWORD: 'pw' }).auth_password).toBeNull();
+    expect(fromEnv({ POSTGRESQL_USERNAME: 'pgbouncer', POSTGRESQL_PASSWORD: 'pw' }).auth_password).toBeNull();
+    const path = file('pgpw', 'from-file\n');
+    expect(
+      fromEnv({ PGBOUNCER_AUTH_USER: 'pgbouncer', POSTGRESQL_USERNAME: 'pgbouncer', POSTGRESQL_PASSWORD_FILE: path }).auth_password,
+    ).toBe('from-file');
+  });
+
+  test('PGBOUNCER_SERVER_TLS_SSLMODE other than disable is refused, not silently downgraded', () => {
+    expect(configError(() => fromEnv({ PGBOUNCER_SERVER_TLS_SSLMODE: 'require' }))).toMatch(
+      /^PGBOUNCER_SERVER_TLS_SSLMODE: TLS to servers is not supported/,
+    );
+    expect(fromEnv({ PGBOUNCER_SERVER_TLS_SSLMODE: 'disable' }).listen_port).toBe(6432);
+  });
+
+  test('variables with no meaning here are ignored', () => {
+    const c = fromEnv({ PGBOUNCER_AUTH_TYPE: 'md5', PGBOUNCER_USERLIST: '"a" "b"', PGBOUNCER_STATS_PERIOD: '60', PGBOUNCER_EXTRA_FLAGS: '-v' });
+    expect(c).toEqual(fromEnv({}));
+  });
+});
+
+describe('auth_password_file', () => {
+  test('reads the file and trims one trailing newline', () => {
+    const path = file('pw1', 's3cret\n');
+    expect(loadConfig({ env: {}, overrides: { auth_password_file: path } }).auth_password).toBe('s3cret');
+    expect(loadConfig({ env: {}, overrides: { auth_password_file: file('pw2', 'a b\n\n') } }).auth_password).toBe('a b\n');
+    expect(loadConfig({ env: {}, overrides: { auth_password_file: file('pw3', 'crlf\r\n') } }).auth_password).toBe('crlf');
+    expect(loadConfig({ env: {}, overrides: { auth_password_file: file('pw4', 'none') } }).auth_password).toBe('none');
+  });
+
+  test('from YAML and from PG_INGRESS_AUTH_PASSWORD_FILE', () => {
+    const pw = file('pw5', 'yaml-pw\n');
+    const yaml = file('pwf.yaml', `auth_password_file: ${pw}\n`);
+    expect(loadConfig({ file: yaml, env: {} }).auth_password).toBe('yaml-pw');
+    expect(fromEnv({ PG_INGRESS_AUTH_PASSWORD_FILE: pw }).auth_password).toBe('yaml-pw');
+  });
+
+  test('a missing file is an error naming the key and the path', () => {
+    const yaml = file('missing.yaml', 'auth_password_file: /nonexistent/secret/password\n');
+    expect(configError(() => loadConfig({ file: yaml, env: {} }))).toBe(
+      `${yaml}: auth_password_file: cannot read "/nonexistent/secret/password": ENOENT`,
+    );
+    expect(configError(() => fromEnv({ PG_INGRESS_AUTH_PASSWORD_FILE: '/nonexistent/pw' }))).toBe(
+      'PG_INGRESS_AUTH_PASSWORD_FILE: auth_password_file: cannot read "/nonexistent/pw": ENOENT',
+    );
+  });
+
+  test('an empty file is an error', () => {
+    expect(configError(() => loadConfig({ env: {}, overrides: { auth_password_file: file('empty', '\n') } }))).toMatch(
+      /overrides: auth_password_file: ".*empty" is empty/,
+    );
+  });
+
+  test('setting both auth_password and auth_password_file in one place is an error', () => {
+    const yaml = file('both.yaml', 'auth_password: hunter2\nauth_password_file: /x\n');
+    const err = configError(() => loadConfig({ file: yaml, env: {} }));
+    expect(err).toBe(`${yaml}, ${yaml}: auth_password and auth_password_file are both set; set only one`);
+    expect(err).not.toContain('hunter2');
+    expect(configError(() => fromEnv({ PG_INGRESS_AUTH_PASSWORD: 'x', PG_INGRESS_AUTH_PASSWORD_FILE: '/x' }))).toBe(
+      'PG_INGRESS_AUTH_PASSWORD, PG_INGRESS_AUTH_PASSWORD_FILE: auth_password and auth_password_file are both set; set only one',
+    );
+  });
+
+  test('a higher layer choosing one source replaces the other from below', () => {
+    const yaml = file('lower.yaml', 'auth_password_file: /nonexistent/pw\n');
+    expect(loadConfig({ file: yaml, env: { PG_INGRESS_AUTH_PASSWORD: 'env-pw' } }).auth_password).toBe('env-pw');
+    const pw = file('pw6', 'file-pw');
+    const yaml2 = file('lower2.yaml', 'auth_password: yaml-pw\n');
+    expect(loadConfig({ file: yaml2, env: { PG_INGRESS_AUTH_PASSWORD_FILE: pw } }).auth_password).toBe('file-pw');
+  });
+});
+
+describe('secrets stay out of error messages', () => {
+  test('a password set alongside other errors', () => {
+    const yaml = file('leak.yaml', 'auth_password: "hunter2-yaml"\nlisten_port: x\n');
+    const err = configError(() => loadConfig({ file: yaml, env: { PG_INGRESS_AUTH_PASSWORD: 'hunter2-env', PG_INGRESS_POOL_MODE: 'bad' } }));
+    expect(err).not.toMatch(/hunter2/);
+  });
+
+  test('a password of the wrong type is described without its value', () => {
+    const err = configError(() => loadConfig({ env: {}, overrides: { auth_password: 987654321 } }));
+    expect(err).toBe('overrides: auth_password: expected a string or null');
+    expect(err).not.toContain('987654321');
+  });
+
+  test('the contents of auth_password_file never appear', () => {
+    const pw = file('pw7', 'contents-secret\n');
+    const err = configError(() => loadConfig({ env: {}, overrides: { auth_password_file: pw, listen_port: -1 } }));
+    expect(err).not.toContain('contents-secret');
+  });
+});
