@@ -1,0 +1,67 @@
+// The `pg-ingress` command: run the proxy, print the auth_query setup SQL, or
+// check a configuration.
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/index.js';
+import { createLogger } from '../log/logger.js';
+import { startProxy } from '../proxy.js';
+import { initSql } from './init-sql.js';
+
+const USAGE = `usage:
+  pg-ingress [--config FILE]          run the proxy (default config: none, env and defaults only)
+  pg-ingress check [--config FILE]    validate the configuration and exit
+  pg-ingress init-sql [--auth-user pgbouncer] [--auth-role pgbouncer_auth]
+                                      print the SQL that sets up auth_query with least privilege
+Environment variables override the file; see docs/configuration.md.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      'auth-user': { type: 'string' },
+      'auth-role': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const command = positionals[0] ?? 'run';
+  if (command === 'init-sql') {
+    process.stdout.write(initSql({ authUser: values['auth-user'] ?? 'pgbouncer', authRole: values['auth-role'] ?? 'pgbouncer_auth' }));
+    return 0;
+  }
+  let config;
+  try {
+    config = loadConfig({ file: values.config ?? null, env: process.env });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`pg-ingress: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (command === 'check') {
+    console.log(`configuration OK: ${Object.keys(config.databases).length} database entries, listening on ${config.listen_addr}:${config.listen_port}`);
+    return 0;
+  }
+  if (command !== 'run') {
+    console.error(USAGE);
+    return 2;
+  }
+  const log = createLogger(config.log_level);
+  if (config.auth_password === null) log.warn({ auth_user: config.auth_user }, 'no auth_password configured: auth_query will only work if the server trusts auth_user');
+  const proxy = await startProxy(config, log);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info({ signal }, 'shutting down');
+      resolve();
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  await proxy.close();
+  return 0;
+}

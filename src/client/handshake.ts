@@ -1,0 +1,121 @@
+// The first packets of a client connection, before authentication: SSLRequest
+// (answered S and upgraded to TLS, or N), GSSENCRequest (always N),
+// CancelRequest, and finally the StartupMessage.
+// https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-SSL
+import type net from 'node:net';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import type { ClientSslMode } from '../config/index.js';
+import { decodeFirstPacket, StartupPacketError, StartupReader } from '../protocol/startup.js';
+import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
+import type { ServerTls } from '../tls/context.js';
+
+export type Negotiated =
+  | { kind: 'cancel'; processId: number; secretKey: number }
+  | {
+      kind: 'startup';
+      socket: Duplex;
+      tls: tls.TLSSocket | null;
+      minor: number;
+      params: Map<string, string>;
+      protocolOptions: string[];
+      /** Bytes that followed the StartupMessage (the client's next message, if it pipelined). */
+      rest: Buffer;
+    };
+
+/** A connection to drop without a word (Postgres does the same). */
+export class SilentClose extends Error {}
+
+export interface HandshakeOptions {
+  sslmode: ClientSslMode;
+  tls: () => ServerTls;
+  timeoutMs: number;
+}
+
+export async function negotiate(socket: net.Socket, opts: HandshakeOptions): Promise<Negotiated> {
+  let stream: Duplex = socket;
+  let secure: tls.TLSSocket | null = null;
+  let gssAnswered = false;
+  for (;;) {
+    const { packet, rest } = await readPacket(stream, opts.timeoutMs);
+    const first = decodeFirstPacket(packet);
+    switch (first.kind) {
+      case 'ssl':
+        if (secure) throw fatal(SqlState.protocolViolation, 'SSLRequest received on an encrypted connection');
+        // Anything sent after SSLRequest but before the handshake was sent in the
+        // clear and could be injected (CVE-2021-23214): refuse it.
+        if (rest.length > 0) throw new SilentClose('bytes after SSLRequest');
+        if (opts.sslmode === 'disable') {
+          socket.write('N');
+          break;
+        }
+        socket.write('S');
+        secure = await upgrade(socket, opts);
+        stream = secure;
+        break;
+      case 'gssenc':
+        if (rest.length > 0 || gssAnswered) throw new SilentClose('bytes after GSSENCRequest');
+        gssAnswered = true;
+        stream.write('N');
+        break;
+      case 'cancel':
+        return { kind: 'cancel', processId: first.processId, secretKey: first.secretKey };
+      case 'startup':
+        return { kind: 'startup', socket: stream, tls: secure, minor: first.minor, params: first.params, protocolOptions: first.protocolOptions, rest };
+    }
+  }
+}
+
+/** Reads one untyped first packet; leaves the stream paused so that no byte is lost. */
+function readPacket(stream: Duplex, timeoutMs: number): Promise<{ packet: Buffer; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const reader = new StartupReader();
+    const done = (err: Error | null, result?: { packet: Buffer; rest: Buffer }): void => {
+      clearTimeout(timer);
+      stream.pause();
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onEnd);
+      if (err) reject(err);
+      else resolve(result!);
+    };
+    const onData = (chunk: Buffer): void => {
+      try {
+        const result = reader.push(chunk);
+        if (result) done(null, result);
+      } catch (err) {
+        done(err instanceof StartupPacketError ? fatal(SqlState.protocolViolation, err.message) : (err as Error));
+      }
+    };
+    const onEnd = (): void => done(new SilentClose('client closed during startup'));
+    const timer = setTimeout(() => done(fatal(SqlState.protocolViolation, 'client_login_timeout: startup packet not received in time')), timeoutMs);
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onEnd);
+    stream.resume();
+  });
+}
+
+function upgrade(socket: net.Socket, opts: HandshakeOptions): Promise<tls.TLSSocket> {
+  const { context, minVersion } = opts.tls();
+  const secure = new tls.TLSSocket(socket, {
+    isServer: true,
+    secureContext: context,
+    minVersion,
+    ALPNProtocols: ['postgresql'],
+  } as tls.TLSSocketOptions);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => fail(new SilentClose('TLS handshake timed out')), opts.timeoutMs);
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      secure.destroy();
+      reject(err instanceof PgError || err instanceof SilentClose ? err : new SilentClose(`TLS handshake failed: ${err.message}`));
+    };
+    secure.once('secure', () => {
+      clearTimeout(timer);
+      secure.off('error', fail);
+      resolve(secure);
+    });
+    secure.once('error', fail);
+  });
+}

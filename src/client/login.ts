@@ -1,0 +1,145 @@
+// A client's way from StartupMessage to ReadyForQuery: route the database,
+// look the user up with auth_query, authenticate, get a server, enforce the
+// superuser policy, apply the client's parameters, and say welcome.
+import type { Duplex } from 'node:stream';
+import { AuthQueryError } from '../auth/auth-query.js';
+import { authenticateClient } from '../auth/client-auth.js';
+import { parseVerifier } from '../auth/verifier.js';
+import type { Logger } from '../log/logger.js';
+import * as backend from '../protocol/backend.js';
+import { ConnectionClosedError, FrameQueue, FrameTimeoutError } from '../protocol/frame-queue.js';
+import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
+import type { Pool } from '../pool/pool.js';
+import { ServerLoginError } from '../pool/server-login.js';
+import { ServerConnectError, type ServerConnection } from '../pool/server.js';
+import type { ProxyContext } from '../proxy.js';
+import type { Negotiated } from './handshake.js';
+import { parameterSyncSql } from './parameters.js';
+import { route } from './router.js';
+import { SilentClose } from './handshake.js';
+
+/** Login-phase messages are small; the real limit applies after login. */
+const LOGIN_MAX_MESSAGE = 16 * 1024;
+
+export interface LoggedIn {
+  socket: Duplex;
+  frames: FrameQueue;
+  pool: Pool;
+  server: ServerConnection;
+  params: Map<string, string>;
+  log: Logger;
+}
+
+type Startup = Extract<Negotiated, { kind: 'startup' }>;
+
+export async function login(proxy: ProxyContext, startup: Startup, baseLog: Logger): Promise<LoggedIn> {
+  const { config } = proxy;
+  const { socket } = startup;
+  const write = (buf: Buffer): void => void socket.write(buf);
+
+  if (!startup.tls && config.client_tls_sslmode === 'require') {
+    throw fatal(SqlState.invalidAuthorization, 'SSL required', { hint: 'connect with sslmode=require (or verify-full)' });
+  }
+  const user = startup.params.get('user') ?? '';
+  if (user === '') throw fatal(SqlState.invalidAuthorization, 'no PostgreSQL user name specified in startup packet');
+  const database = startup.params.get('database') || user;
+  const replication = startup.params.get('replication');
+  if (replication !== undefined && !['false', 'off', 'no', '0'].includes(replication.toLowerCase())) {
+    throw fatal(SqlState.featureNotSupported, 'replication connections are not supported by pg-ingress', {
+      hint: 'connect to the database server directly for replication',
+    });
+  }
+  const wanted = proxy.parameters.fromStartup(startup.params);
+  if (wanted instanceof PgError) throw wanted;
+  const log = baseLog.child({ db: database, user });
+
+  // Postgres answers a newer minor version or _pq_ options before authenticating.
+  if (startup.minor > 0 || startup.protocolOptions.length > 0) write(backend.negotiateProtocolVersion(0, startup.protocolOptions));
+
+  const target = route(config, database);
+  if (!target) throw fatal(SqlState.invalidCatalogName, `database "${database}" does not exist`);
+
+  const frames = new FrameQueue(socket, LOGIN_MAX_MESSAGE, startup.rest);
+  const timeoutMs = config.client_login_timeout * 1000 || 60_000;
+  const authTarget = { host: target.host, port: target.port, dbname: target.authDbname };
+  let password: string | null;
+  try {
+    password = await proxy.authQuery.lookup(authTarget, user);
+  } catch (err) {
+    if (err instanceof AuthQueryError && err.kind === 'unreachable') {
+      throw fatal(SqlState.connectionFailure, `could not connect to the database server for "${database}"`, { detail: 'pg-ingress could not reach the upstream server to look up the user' });
+    }
+    throw fatal(SqlState.connectionFailure, 'pg-ingress cannot authenticate users right now: its auth_query lookup failed', {
+      hint: 'this is a proxy configuration problem; the operator finds the exact cause in the pg-ingress log',
+    });
+  }
+  const verifier = parseVerifier(password);
+  if (password !== null && verifier === null) log.warn('the stored password of this user is not a SCRAM or md5 verifier; the login is refused');
+
+  let credentials;
+  try {
+    const channelBinding = startup.tls ? proxy.tls.tls.endpointHash : null;
+    credentials = await authenticateClient({ write, frames, timeoutMs }, user, verifier, channelBinding);
+  } catch (err) {
+    if (err instanceof PgError && err.code === SqlState.invalidPassword) proxy.authQuery.forget(authTarget, user);
+    throw translate(err);
+  }
+  write(backend.authenticationOk());
+
+  const address = { host: target.host, port: target.port, dbname: target.dbname, user };
+  const pool = proxy.pools.get(database, address, {
+    size: target.poolSize,
+    connectTimeoutMs: config.server_connect_timeout * 1000,
+    waitTimeoutMs: config.query_wait_timeout * 1000,
+    resetQuery: config.server_reset_query,
+  });
+  pool.setCredentials(credentials);
+  let server: ServerConnection;
+  try {
+    server = await pool.acquire();
+  } catch (err) {
+    throw translate(err);
+  }
+  try {
+    if (server.params.get('is_superuser') === 'on' && !config.allow_superuser) {
+      pool.discard(server);
+      throw fatal(SqlState.insufficientPrivilege, `superuser "${user}" may not log in through pg-ingress`, {
+        detail: 'superuser logins through the internet-facing pooler are refused by policy (allow_superuser is off)',
+        hint: 'connect to the database directly from inside the cluster (for example `kubectl run psql`), or use a non-superuser role',
+      });
+    }
+    const sync = parameterSyncSql(wanted, server.params);
+    if (sync) await server.runInternal(sync);
+  } catch (err) {
+    if (!server.closed && server.isClean) pool.release(server, true);
+    else if (!server.closed) pool.discard(server);
+    throw translate(err);
+  }
+  const params = new Map(wanted);
+  for (const [name, value] of server.params) {
+    if (proxy.parameters.canonical(name)) params.set(name, value);
+  }
+  return { socket, frames, pool, server, params, log };
+}
+
+/** Sends the rest of the welcome: parameters, our cancel key, ReadyForQuery. */
+export function welcome(socket: Duplex, server: ServerConnection, keys: { processId: number; secretKey: number }): void {
+  const parts: Buffer[] = [];
+  for (const [name, value] of server.params) parts.push(backend.parameterStatus(name, value));
+  parts.push(backend.backendKeyData(keys.processId, keys.secretKey), backend.readyForQuery('I'));
+  socket.write(Buffer.concat(parts));
+}
+
+/** Maps whatever went wrong to what the client sees. */
+export function translate(err: unknown): Error {
+  if (err instanceof PgError || err instanceof SilentClose) return err;
+  if (err instanceof ConnectionClosedError) return new SilentClose('client closed during login');
+  if (err instanceof FrameTimeoutError) return fatal(SqlState.protocolViolation, 'client_login_timeout: login not completed in time');
+  if (err instanceof ServerLoginError) {
+    const f = err.fields;
+    if (f?.get('C')) return new PgError({ severity: 'FATAL', code: f.get('C')!, message: f.get('M') ?? err.message, detail: f.get('D'), hint: f.get('H') });
+    return fatal(SqlState.connectionFailure, `server login failed: ${err.message}`);
+  }
+  if (err instanceof ServerConnectError) return fatal(SqlState.connectionFailure, 'could not connect to the database server', { detail: err.message });
+  return fatal(SqlState.internalError, `internal error during login: ${(err as Error).message}`);
+}

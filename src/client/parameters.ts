@@ -1,0 +1,105 @@
+// Startup parameters: which a client may send, which we track per client and
+// re-apply on a server that has other values (as PgBouncer does), and which we
+// ignore. https://www.pgbouncer.org/config.html#ignore_startup_parameters
+import { fatal, SqlState, type PgError } from '../protocol/pg-error.js';
+
+/** Parameters PostgreSQL reports (GUC_REPORT) that pg-ingress keeps per client. */
+export const TRACKED_PARAMETERS = ['client_encoding', 'DateStyle', 'TimeZone', 'standard_conforming_strings', 'application_name', 'IntervalStyle', 'search_path'] as const;
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_.]*$/;
+
+export class ParameterPolicy {
+  /** lower-case name → the name as reported by the server. */
+  private readonly tracked = new Map<string, string>();
+  private readonly ignored: Set<string>;
+
+  constructor(extra: readonly string[], ignore: readonly string[]) {
+    for (const name of [...TRACKED_PARAMETERS, ...extra]) {
+      if (IDENTIFIER.test(name)) this.tracked.set(name.toLowerCase(), name);
+    }
+    this.ignored = new Set(ignore.map((n) => n.toLowerCase()));
+  }
+
+  /** The canonical name if `name` is tracked. */
+  canonical(name: string): string | undefined {
+    return this.tracked.get(name.toLowerCase());
+  }
+
+  /**
+   * The tracked values a client asked for at startup, from its parameters and
+   * `options` (`-c name=value` / `--name=value`). Throws the PgError to send for
+   * anything else, with PgBouncer's wording.
+   */
+  fromStartup(params: ReadonlyMap<string, string>): Map<string, string> | PgError {
+    const wanted = new Map<string, string>();
+    for (const [name, value] of params) {
+      const lower = name.toLowerCase();
+      if (lower === 'user' || lower === 'database' || lower === 'replication' || this.ignored.has(lower)) continue;
+      if (lower === 'options') {
+        const err = this.fromOptions(value, wanted);
+        if (err) return err;
+        continue;
+      }
+      const canonical = this.tracked.get(lower);
+      if (!canonical) return unsupported(name);
+      wanted.set(canonical, value);
+    }
+    return wanted;
+  }
+
+  private fromOptions(options: string, wanted: Map<string, string>): PgError | null {
+    const words = splitOptions(options);
+    for (let i = 0; i < words.length; i++) {
+      let setting: string | undefined;
+      const word = words[i]!;
+      if (word === '-c') setting = words[++i];
+      else if (word.startsWith('-c')) setting = word.slice(2);
+      else if (word.startsWith('--')) setting = word.slice(2);
+      const eq = setting?.indexOf('=') ?? -1;
+      if (setting === undefined || eq <= 0) return unsupported(`options (${options})`);
+      const name = setting.slice(0, eq).replaceAll('-', '_');
+      if (this.ignored.has(name.toLowerCase())) continue;
+      const canonical = this.tracked.get(name.toLowerCase());
+      if (!canonical) return unsupported(`options (${name})`);
+      wanted.set(canonical, setting.slice(eq + 1));
+    }
+    return null;
+  }
+}
+
+/** SET statements that bring a server's parameters to what the client wants, or '' if they agree. */
+export function parameterSyncSql(wanted: ReadonlyMap<string, string>, server: ReadonlyMap<string, string>): string {
+  let sql = '';
+  for (const [name, value] of wanted) {
+    if (server.get(name) === value) continue;
+    sql += `SET ${name} = ${quoteLiteral(value)};`;
+  }
+  return sql;
+}
+
+// E'' reads backslashes the same whatever standard_conforming_strings the server has now.
+function quoteLiteral(value: string): string {
+  return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
+}
+
+// libpq's options: words separated by spaces, a backslash escapes the next character.
+function splitOptions(options: string): string[] {
+  const words: string[] = [];
+  let word = '';
+  for (let i = 0; i < options.length; i++) {
+    const c = options[i]!;
+    if (c === '\\' && i + 1 < options.length) word += options[++i];
+    else if (c === ' ' || c === '\t') {
+      if (word) words.push(word);
+      word = '';
+    } else word += c;
+  }
+  if (word) words.push(word);
+  return words;
+}
+
+function unsupported(name: string): PgError {
+  return fatal(SqlState.protocolViolation, `unsupported startup parameter: ${name}`, {
+    hint: 'add it to ignore_startup_parameters (or track_extra_parameters) in the pg-ingress configuration',
+  });
+}

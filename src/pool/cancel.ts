@@ -1,0 +1,54 @@
+// Cancel keys: every client gets a random BackendKeyData from us, never a
+// server's. A CancelRequest carrying it is forwarded, on a new connection, to
+// the server that client is using right now, with that server's real keys.
+import { randomInt, timingSafeEqual } from 'node:crypto';
+import net from 'node:net';
+import { serialize } from 'pg-protocol';
+import type { ServerConnection } from './server.js';
+
+export interface Cancellable {
+  /** The server running this client's query now, if any. */
+  currentServer(): ServerConnection | null;
+}
+
+interface Entry {
+  secret: Buffer;
+  client: Cancellable;
+}
+
+export class CancelRegistry {
+  private readonly byProcessId = new Map<number, Entry>();
+
+  register(client: Cancellable): { processId: number; secretKey: number } {
+    let processId: number;
+    do processId = randomInt(1, 0x7fffffff);
+    while (this.byProcessId.has(processId));
+    const secretKey = randomInt(-0x80000000, 0x7fffffff);
+    this.byProcessId.set(processId, { secret: int32(secretKey), client });
+    return { processId, secretKey };
+  }
+
+  unregister(processId: number): void {
+    this.byProcessId.delete(processId);
+  }
+
+  /** Forwards a cancel if the keys match a live client with a server; false otherwise (silently, as Postgres). */
+  forward(processId: number, secretKey: number): boolean {
+    const entry = this.byProcessId.get(processId);
+    if (!entry || !timingSafeEqual(entry.secret, int32(secretKey))) return false;
+    const server = entry.client.currentServer();
+    if (!server) return false;
+    const { host, port } = server.address;
+    const socket = net.connect({ host, port }, () => socket.end(serialize.cancel(server.processId, server.secretKey)));
+    socket.on('error', () => undefined); // best effort, as a cancel always is
+    socket.setTimeout(10_000, () => socket.destroy());
+    socket.resume();
+    return true;
+  }
+}
+
+function int32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeInt32BE(n);
+  return b;
+}

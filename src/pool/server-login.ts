@@ -1,0 +1,135 @@
+// Logging in to the upstream PostgreSQL as the client's user without knowing
+// its password: SCRAM with the ClientKey recovered from the client's proof, md5
+// with the stored hash, or nothing when the server trusts us.
+// https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
+import { serialize } from 'pg-protocol';
+import { md5Response } from '../auth/md5.js';
+import { ScramClientExchange } from '../auth/scram-client.js';
+import type { Frame, FrameQueue } from '../protocol/frame-queue.js';
+
+export type ServerCredentials =
+  | { kind: 'scram'; clientKey: Buffer; serverKey: Buffer }
+  | { kind: 'md5'; hash: string }
+  | { kind: 'none' };
+
+/** The server refused the login; `fields` are its ErrorResponse fields when it sent one. */
+export class ServerLoginError extends Error {
+  constructor(
+    message: string,
+    readonly fields: Map<string, string> | null = null,
+  ) {
+    super(message);
+  }
+}
+
+export interface LoginResult {
+  params: Map<string, string>;
+  processId: number;
+  secretKey: number;
+}
+
+/** Decodes ErrorResponse/NoticeResponse fields (type byte → value). */
+export function decodeErrorFields(body: Buffer): Map<string, string> {
+  const fields = new Map<string, string>();
+  let pos = 0;
+  while (pos < body.length && body[pos] !== 0) {
+    const end = body.indexOf(0, pos + 1);
+    if (end < 0) break;
+    fields.set(String.fromCharCode(body[pos]!), body.toString('utf8', pos + 1, end));
+    pos = end + 1;
+  }
+  return fields;
+}
+
+function cstring(body: Buffer, start: number): [string, number] {
+  const end = body.indexOf(0, start);
+  const stop = end < 0 ? body.length : end;
+  return [body.toString('utf8', start, stop), stop + 1];
+}
+
+/** Runs the startup exchange up to the first ReadyForQuery. */
+export async function serverLogin(
+  write: (buf: Buffer) => void,
+  frames: FrameQueue,
+  startup: Record<string, string>,
+  credentials: ServerCredentials,
+  timeoutMs: number,
+): Promise<LoginResult> {
+  write(serialize.startup(startup));
+  const params = new Map<string, string>();
+  let processId = 0;
+  let secretKey = 0;
+  let scram: ScramClientExchange | null = null;
+  for (;;) {
+    const f: Frame = await frames.next(timeoutMs);
+    switch (String.fromCharCode(f.type)) {
+      case 'R':
+        scram = authenticate(f.body, credentials, scram, write);
+        break;
+      case 'S': {
+        const [name, next] = cstring(f.body, 0);
+        params.set(name, cstring(f.body, next)[0]);
+        break;
+      }
+      case 'K':
+        processId = f.body.readInt32BE(0);
+        secretKey = f.body.readInt32BE(4);
+        break;
+      case 'Z':
+        return { params, processId, secretKey };
+      case 'E': {
+        const fields = decodeErrorFields(f.body);
+        throw new ServerLoginError(fields.get('M') ?? 'login refused', fields);
+      }
+      case 'N':
+      case 'v':
+        break; // notices and protocol negotiation need no answer here
+      default:
+        throw new ServerLoginError(`unexpected message ${JSON.stringify(String.fromCharCode(f.type))} during server login`);
+    }
+  }
+}
+
+function authenticate(body: Buffer, creds: ServerCredentials, scram: ScramClientExchange | null, write: (b: Buffer) => void): ScramClientExchange | null {
+  const code = body.readInt32BE(0);
+  switch (code) {
+    case 0: // AuthenticationOk
+      return scram;
+    case 5: {
+      if (creds.kind !== 'md5') throw new ServerLoginError(missing('md5', creds));
+      write(serialize.password(md5Response(creds.hash, body.subarray(4, 8))));
+      return null;
+    }
+    case 10: {
+      const mechanisms: string[] = [];
+      let pos = 4;
+      while (pos < body.length && body[pos] !== 0) {
+        const [m, next] = cstring(body, pos);
+        mechanisms.push(m);
+        pos = next;
+      }
+      if (!mechanisms.includes('SCRAM-SHA-256')) throw new ServerLoginError(`server offers no SASL mechanism we support (${mechanisms.join(', ')})`);
+      if (creds.kind !== 'scram') throw new ServerLoginError(missing('SCRAM-SHA-256', creds));
+      const exchange = new ScramClientExchange(creds);
+      write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', exchange.clientFirst().toString('utf8')));
+      return exchange;
+    }
+    case 11:
+      if (!scram) throw new ServerLoginError('SASL continue without a SASL exchange');
+      write(serialize.sendSCRAMClientFinalMessage(scram.serverFirst(body.subarray(4)).toString('utf8')));
+      return scram;
+    case 12:
+      if (!scram) throw new ServerLoginError('SASL final without a SASL exchange');
+      scram.serverFinal(body.subarray(4));
+      return scram;
+    case 3:
+      throw new ServerLoginError('the server asks for a cleartext password, which pg-ingress never holds; use scram-sha-256 or md5 in pg_hba.conf');
+    default:
+      throw new ServerLoginError(`the server asks for an authentication method pg-ingress does not support (code ${code})`);
+  }
+}
+
+function missing(method: string, creds: ServerCredentials): string {
+  const have = creds.kind === 'none' ? 'no verifier' : `a ${creds.kind} verifier`;
+  return `the server asks for ${method} authentication but the user has ${have}; an md5-stored password cannot log in where pg_hba.conf says scram-sha-256 (reset the password with password_encryption = scram-sha-256)`;
+}

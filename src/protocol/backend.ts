@@ -1,0 +1,95 @@
+// Encoders for the backend messages pg-ingress itself sends to clients.
+// https://www.postgresql.org/docs/current/protocol-message-formats.html
+// Each returns a fresh Buffer: these run at login and on errors, not per query.
+
+function message(type: string, bodyLength: number): Buffer {
+  const buf = Buffer.allocUnsafe(1 + 4 + bodyLength);
+  buf[0] = type.charCodeAt(0);
+  buf.writeInt32BE(4 + bodyLength, 1); // length counts itself, not the type byte
+  return buf;
+}
+
+function authentication(code: number, extra: Buffer | null): Buffer {
+  const buf = message('R', 4 + (extra?.length ?? 0));
+  buf.writeInt32BE(code, 5);
+  extra?.copy(buf, 9);
+  return buf;
+}
+
+/** AuthenticationOk (R, 0). */
+export const authenticationOk = (): Buffer => authentication(0, null);
+
+/** AuthenticationMD5Password (R, 5) with a 4-byte salt. */
+export const authenticationMd5 = (salt: Buffer): Buffer => authentication(5, salt);
+
+/** AuthenticationSASL (R, 10): mechanism names, each NUL-terminated, then an empty one. */
+export function authenticationSasl(mechanisms: readonly string[]): Buffer {
+  return authentication(10, Buffer.from(mechanisms.map((m) => `${m}\0`).join('') + '\0', 'utf8'));
+}
+
+/** AuthenticationSASLContinue (R, 11). */
+export const authenticationSaslContinue = (data: Buffer): Buffer => authentication(11, data);
+
+/** AuthenticationSASLFinal (R, 12). */
+export const authenticationSaslFinal = (data: Buffer): Buffer => authentication(12, data);
+
+/** ParameterStatus (S): name and value, NUL-terminated. */
+export function parameterStatus(name: string, value: string): Buffer {
+  const n = Buffer.byteLength(name);
+  const v = Buffer.byteLength(value);
+  const buf = message('S', n + 1 + v + 1);
+  buf.write(name, 5);
+  buf[5 + n] = 0;
+  buf.write(value, 6 + n);
+  buf[6 + n + v] = 0;
+  return buf;
+}
+
+/** BackendKeyData (K): the process id and secret a client uses to cancel. */
+export function backendKeyData(processId: number, secretKey: number): Buffer {
+  const buf = message('K', 8);
+  buf.writeInt32BE(processId, 5);
+  buf.writeInt32BE(secretKey, 9);
+  return buf;
+}
+
+/** ReadyForQuery (Z) with transaction status I, T or E. */
+export function readyForQuery(status: 'I' | 'T' | 'E'): Buffer {
+  const buf = message('Z', 1);
+  buf[5] = status.charCodeAt(0);
+  return buf;
+}
+
+/** NegotiateProtocolVersion (v): newest minor version we support and the options we ignored. */
+export function negotiateProtocolVersion(newestMinor: number, unsupported: readonly string[]): Buffer {
+  const names = Buffer.from(unsupported.map((o) => `${o}\0`).join(''), 'utf8');
+  const buf = message('v', 8 + names.length);
+  buf.writeInt32BE(newestMinor, 5);
+  buf.writeInt32BE(unsupported.length, 9);
+  names.copy(buf, 13);
+  return buf;
+}
+
+export interface NoticeFields {
+  severity: 'ERROR' | 'FATAL' | 'WARNING' | 'NOTICE' | 'LOG';
+  code: string;
+  message: string;
+  detail?: string | undefined;
+  hint?: string | undefined;
+}
+
+/** ErrorResponse (E) or NoticeResponse (N): typed fields, then a terminating NUL. */
+export function noticeMessage(type: 'E' | 'N', f: NoticeFields): Buffer {
+  const fields: [string, string][] = [
+    ['S', f.severity],
+    ['V', f.severity],
+    ['C', f.code],
+    ['M', f.message],
+  ];
+  if (f.detail !== undefined) fields.push(['D', f.detail]);
+  if (f.hint !== undefined) fields.push(['H', f.hint]);
+  const body = Buffer.from(fields.map(([k, v]) => `${k}${v}\0`).join('') + '\0', 'utf8');
+  const buf = message(type, body.length);
+  body.copy(buf, 5);
+  return buf;
+}

@@ -1,0 +1,60 @@
+// Wires one proxy instance together: configuration, TLS, auth_query, pools,
+// cancel keys and the listener. Used by the CLI and, in process, by the tests.
+import { AuthQuery } from './auth/auth-query.js';
+import { Listener } from './client/listener.js';
+import { ParameterPolicy } from './client/parameters.js';
+import type { Config } from './config/index.js';
+import type { Logger } from './log/logger.js';
+import { CancelRegistry } from './pool/cancel.js';
+import { PoolManager } from './pool/manager.js';
+import { TlsContextProvider } from './tls/context.js';
+
+export interface ProxyContext {
+  config: Config;
+  log: Logger;
+  tls: TlsContextProvider;
+  authQuery: AuthQuery;
+  pools: PoolManager;
+  cancels: CancelRegistry;
+  parameters: ParameterPolicy;
+}
+
+export interface RunningProxy {
+  port: number;
+  context: ProxyContext;
+  close(): Promise<void>;
+}
+
+export async function startProxy(config: Config, log: Logger): Promise<RunningProxy> {
+  const context: ProxyContext = {
+    config,
+    log,
+    tls: await TlsContextProvider.create(config, log),
+    authQuery: new AuthQuery(
+      {
+        user: config.auth_user,
+        password: config.auth_password,
+        query: config.auth_query,
+        cacheTtlMs: config.auth_cache_ttl * 1000,
+        connectTimeoutMs: config.server_connect_timeout * 1000,
+      },
+      log.child({ component: 'auth_query' }),
+    ),
+    pools: new PoolManager(log),
+    cancels: new CancelRegistry(),
+    parameters: new ParameterPolicy(config.track_extra_parameters, config.ignore_startup_parameters),
+  };
+  const listener = new Listener(context);
+  const port = await listener.listen(config.listen_addr, config.listen_port);
+  log.info({ listen_addr: config.listen_addr, listen_port: port }, 'pg-ingress listening');
+  return {
+    port,
+    context,
+    async close() {
+      await listener.close();
+      context.pools.closeAll();
+      context.tls.close();
+      await context.authQuery.close();
+    },
+  };
+}

@@ -1,0 +1,35 @@
+// Boots one PostgreSQL cluster and one test CA for the whole integration run;
+// tests isolate themselves by database, user and proxy port.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { createCa } from '../../src/tls/certificates.js';
+import { startCluster, type ClusterInfo } from './postgres.js';
+
+export interface TestEnv {
+  cluster: ClusterInfo;
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    testEnv: TestEnv;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const cluster = await startCluster();
+  const ca = await createCa();
+  const leaf = await ca.issue(['localhost', '127.0.0.1']);
+  const caFile = join(cluster.dir, 'ca.pem');
+  const certFile = join(cluster.dir, 'server.pem');
+  const keyFile = join(cluster.dir, 'server.key');
+  writeFileSync(caFile, ca.cert);
+  writeFileSync(certFile, leaf.cert);
+  writeFileSync(keyFile, leaf.key, { mode: 0o600 });
+  const { stop, ...info } = cluster;
+  project.provide('testEnv', { cluster: info, caFile, certFile, keyFile });
+  return stop;
+}
