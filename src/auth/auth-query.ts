@@ -21,7 +21,7 @@ export interface AuthQuerySettings {
 /** Why a lookup failed, for the operator; the client sees a generic message. */
 export class AuthQueryError extends Error {
   constructor(
-    readonly kind: 'unreachable' | 'auth_user' | 'query',
+    readonly kind: 'unreachable' | 'auth_user' | 'no_database' | 'query',
     message: string,
     readonly fix: string,
   ) {
@@ -79,9 +79,22 @@ export class AuthQuery {
       return row?.password ?? null;
     } catch (err) {
       const e = classify(err as Error & { code?: string }, this.settings.user, target);
+      if (e.kind === 'no_database') {
+        // Clients choose database names: keep no pool per name that does not exist.
+        this.dropPool(target);
+        this.log.info({ dbname: target.dbname }, 'auth_query: database does not exist');
+        throw e;
+      }
       this.log.error({ auth_user: this.settings.user, host: target.host, port: target.port, dbname: target.dbname, kind: e.kind, error: e.message }, `auth_query failed: ${e.fix}`);
       throw e;
     }
+  }
+
+  private dropPool(target: AuthTarget): void {
+    const key = `${target.host}\0${target.port}\0${target.dbname}`;
+    const pool = this.pools.get(key);
+    this.pools.delete(key);
+    pool?.end().catch(() => undefined);
   }
 
   private pool(target: AuthTarget): pg.Pool {
@@ -113,7 +126,7 @@ function classify(err: Error & { code?: string }, authUser: string, t: AuthTarge
     case '28000':
       return new AuthQueryError('auth_user', `auth_user "${authUser}" could not log in to ${where}: ${err.message}`, `check auth_password / auth_password_file for auth_user "${authUser}", and that pg_hba.conf lets it connect`);
     case '3D000':
-      return new AuthQueryError('auth_user', `auth_user "${authUser}" could not connect to ${where}: ${err.message}`, 'set auth_dbname to a database that exists and holds the pgbouncer.get_auth function');
+      return new AuthQueryError('no_database', `auth_user "${authUser}" could not connect to ${where}: ${err.message}`, 'if clients name databases that do not exist this is expected; otherwise set auth_dbname to a database that exists and holds the pgbouncer.get_auth function');
     case '42883':
     case '3F000':
     case '42P01':

@@ -66,6 +66,9 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Logg
   try {
     password = await proxy.authQuery.lookup(authTarget, user);
   } catch (err) {
+    if (err instanceof AuthQueryError && err.kind === 'no_database' && target.authDbname === target.dbname) {
+      throw fatal(SqlState.invalidCatalogName, `database "${database}" does not exist`);
+    }
     if (err instanceof AuthQueryError && err.kind === 'unreachable') {
       throw fatal(SqlState.connectionFailure, `could not connect to the database server for "${database}"`, { detail: 'pg-ingress could not reach the upstream server to look up the user' });
     }

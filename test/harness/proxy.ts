@@ -2,6 +2,7 @@
 // clients (psql, node-postgres) through it.
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { inject } from 'vitest';
 import pg from 'pg';
 import { loadConfig } from '../../src/config/index.js';
@@ -16,10 +17,7 @@ export function testEnv() {
 /** Proxy config for the test cluster; `overrides` are YAML-level keys. */
 export function testConfig(overrides: Record<string, unknown> = {}, env: Record<string, string> = {}) {
   const { cluster, certFile, keyFile } = testEnv();
-  return loadConfig({
-    file: null,
-    env,
-    overrides: {
+  const values: Record<string, unknown> = {
       listen_addr: '127.0.0.1',
       listen_port: 0,
       client_tls_cert_file: certFile,
@@ -30,14 +28,28 @@ export function testConfig(overrides: Record<string, unknown> = {}, env: Record<
         app1: `host=${cluster.host} port=${cluster.port} dbname=app1`,
         app2: { host: cluster.host, port: cluster.port, dbname: 'app2' },
       },
-      ...overrides,
-    },
-  });
+    ...overrides,
+  };
+  // `databases: undefined` leaves the map to the environment (PGBOUNCER_DSN_*).
+  if ('databases' in overrides && overrides.databases === undefined) delete values.databases;
+  return loadConfig({ file: null, env, overrides: values });
 }
 
-export async function startTestProxy(overrides: Record<string, unknown> = {}, env: Record<string, string> = {}): Promise<RunningProxy> {
+/** Log lines a proxy wrote, parsed. */
+export class LogCapture extends Writable {
+  readonly lines: Record<string, unknown>[] = [];
+  override _write(chunk: Buffer, _enc: string, done: () => void): void {
+    for (const line of chunk.toString('utf8').split('\n')) if (line) this.lines.push(JSON.parse(line) as Record<string, unknown>);
+    done();
+  }
+  get text(): string {
+    return this.lines.map((l) => JSON.stringify(l)).join('\n');
+  }
+}
+
+export async function startTestProxy(overrides: Record<string, unknown> = {}, env: Record<string, string> = {}, logs?: LogCapture): Promise<RunningProxy> {
   const config = testConfig(overrides, env);
-  return startProxy(config, createLogger(config.log_level));
+  return startProxy(config, createLogger(logs ? 'info' : config.log_level, logs));
 }
 
 export interface PsqlResult {
