@@ -38,7 +38,7 @@ export async function negotiate(socket: net.Socket, opts: HandshakeOptions): Pro
   let gssAnswered = false;
   for (;;) {
     const { packet, rest } = await readPacket(stream, opts.timeoutMs);
-    const first = decodeFirstPacket(packet);
+    const first = decode(packet);
     switch (first.kind) {
       case 'ssl':
         if (secure) throw fatal(SqlState.protocolViolation, 'SSLRequest received on an encrypted connection');
@@ -63,6 +63,14 @@ export async function negotiate(socket: net.Socket, opts: HandshakeOptions): Pro
       case 'startup':
         return { kind: 'startup', socket: stream, tls: secure, minor: first.minor, params: first.params, protocolOptions: first.protocolOptions, rest };
     }
+  }
+}
+
+function decode(packet: Buffer): ReturnType<typeof decodeFirstPacket> {
+  try {
+    return decodeFirstPacket(packet);
+  } catch (err) {
+    throw err instanceof StartupPacketError ? fatal(SqlState.protocolViolation, err.message) : err;
   }
 }
 

@@ -43,6 +43,8 @@ export class Listener {
     if (this.sockets.size >= this.proxy.config.max_client_conn) {
       // Refused before reading anything: a plaintext ErrorResponse, as PgBouncer does.
       socket.end(fatal(SqlState.tooManyConnections, 'no more connections allowed (max_client_conn)').toBuffer());
+      socket.resume(); // read to EOF so that the close completes
+      setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
     this.sockets.add(socket);

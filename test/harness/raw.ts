@@ -1,0 +1,136 @@
+// A raw protocol client for the tests that send what real clients never do.
+import net from 'node:net';
+import tls from 'node:tls';
+import { serialize } from 'pg-protocol';
+
+export interface RawMessage {
+  type: string;
+  body: Buffer;
+}
+
+/** Reads bytes and typed messages from a socket, with timeouts; never hangs a test. */
+export class RawConn {
+  private buf = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  closed = false;
+
+  constructor(public socket: net.Socket | tls.TLSSocket) {
+    this.listen(socket);
+  }
+
+  static async connect(port: number): Promise<RawConn> {
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    return new RawConn(socket);
+  }
+
+  private listen(socket: net.Socket | tls.TLSSocket): void {
+    socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.wake();
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  write(b: Buffer | string): void {
+    this.socket.write(b);
+  }
+
+  private async until(pred: () => boolean, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pred()) {
+      if (this.closed || Date.now() > deadline) return pred();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return true;
+  }
+
+  /** One untyped byte (the answer to SSLRequest / GSSENCRequest), or null on close. */
+  async byte(timeoutMs = 5000): Promise<string | null> {
+    if (!(await this.until(() => this.buf.length >= 1, timeoutMs))) return null;
+    const b = String.fromCharCode(this.buf[0]!);
+    this.buf = this.buf.subarray(1);
+    return b;
+  }
+
+  /** The next typed message, or null if the connection closed first. */
+  async message(timeoutMs = 5000): Promise<RawMessage | null> {
+    const ok = await this.until(() => this.buf.length >= 5 && this.buf.length >= 1 + this.buf.readInt32BE(1), timeoutMs);
+    if (!ok) {
+      if (this.closed) return null;
+      throw new Error('timed out waiting for a message');
+    }
+    const len = this.buf.readInt32BE(1);
+    const msg = { type: String.fromCharCode(this.buf[0]!), body: Buffer.from(this.buf.subarray(5, 1 + len)) };
+    this.buf = this.buf.subarray(1 + len);
+    return msg;
+  }
+
+  /** Resolves true once the peer closed the connection (within the timeout). */
+  async waitClosed(timeoutMs = 5000): Promise<boolean> {
+    return this.until(() => this.closed, timeoutMs);
+  }
+
+  /** Upgrades to TLS (after an 'S'); accepts any certificate. */
+  async startTls(servername = 'localhost'): Promise<void> {
+    const plain = this.socket as net.Socket;
+    plain.removeAllListeners('data');
+    const secure = tls.connect({ socket: plain, servername, rejectUnauthorized: false });
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', resolve);
+      secure.once('error', reject);
+    });
+    this.socket = secure;
+    this.listen(secure);
+  }
+
+  end(): void {
+    this.socket.destroy();
+  }
+}
+
+export const sslRequest = (): Buffer => int32s(8, 80877103);
+export const gssencRequest = (): Buffer => int32s(8, 80877104);
+export const startup = (params: Record<string, string>): Buffer => serialize.startup(params);
+
+/** A StartupMessage with any protocol version code. */
+export function startupWithVersion(code: number, params: Record<string, string>): Buffer {
+  const body = Buffer.from(Object.entries(params).map(([k, v]) => `${k}\0${v}\0`).join('') + '\0');
+  const head = int32s(8 + body.length, code);
+  return Buffer.concat([head, body]);
+}
+
+export function int32s(...ns: number[]): Buffer {
+  const b = Buffer.alloc(4 * ns.length);
+  ns.forEach((n, i) => b.writeInt32BE(n, 4 * i));
+  return b;
+}
+
+/** ErrorResponse fields by their type letter. */
+export function errorFields(body: Buffer): Record<string, string> {
+  const out: Record<string, string> = {};
+  let pos = 0;
+  while (pos < body.length && body[pos] !== 0) {
+    const end = body.indexOf(0, pos + 1);
+    out[String.fromCharCode(body[pos]!)] = body.toString('utf8', pos + 1, end);
+    pos = end + 1;
+  }
+  return out;
+}
