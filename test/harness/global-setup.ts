@@ -1,6 +1,8 @@
 // Boots one PostgreSQL cluster and one test CA for the whole integration run;
 // tests isolate themselves by database, user and proxy port.
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { createCa } from '../../src/tls/certificates.js';
@@ -13,6 +15,8 @@ export interface TestEnv {
   keyFile: string;
 }
 
+const run = promisify(execFile);
+
 declare module 'vitest' {
   export interface ProvidedContext {
     testEnv: TestEnv;
@@ -20,7 +24,10 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // The CLI tests run the compiled `pg-ingress` bin: build while Postgres boots.
+  const build = run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: process.cwd() });
   const cluster = await startCluster();
+  await build;
   const ca = await createCa();
   const leaf = await ca.issue(['localhost', '127.0.0.1']);
   const caFile = join(cluster.dir, 'ca.pem');

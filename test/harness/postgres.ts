@@ -3,10 +3,10 @@
 // `pg-ingress init-sql`, and a few users and databases. initdb and postgres
 // refuse to run as root, so as root they run as the `postgres` OS user.
 import { execFile, execFileSync } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { initSql } from '../../src/cli/init-sql.js';
 
@@ -42,12 +42,15 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Where initdb, pg_ctl and postgres live: next to `initdb` on PATH, else the newest Debian install. */
 export function postgresBinDir(): string {
-  try {
-    return execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
-  } catch {
-    return '/usr/lib/postgresql/15/bin';
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const initdb = join(dir, 'initdb');
+    if (dir && existsSync(initdb)) return dirname(realpathSync(initdb));
   }
+  const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a)) : [];
+  for (const v of versions) if (existsSync(`/usr/lib/postgresql/${v}/bin/initdb`)) return `/usr/lib/postgresql/${v}/bin`;
+  throw new Error('PostgreSQL server binaries (initdb) not found: install postgresql (Debian: apt-get install postgresql)');
 }
 
 const asRoot = process.getuid?.() === 0;
