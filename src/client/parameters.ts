@@ -32,14 +32,15 @@ export class ParameterPolicy {
    */
   fromStartup(params: ReadonlyMap<string, string>): Map<string, string> | PgError {
     const wanted = new Map<string, string>();
+    // PostgreSQL applies `options` first, so an explicit parameter wins whatever the order.
+    const options = [...params].find(([name]) => name.toLowerCase() === 'options');
+    if (options) {
+      const err = this.fromOptions(options[1], wanted);
+      if (err) return err;
+    }
     for (const [name, value] of params) {
       const lower = name.toLowerCase();
-      if (lower === 'user' || lower === 'database' || lower === 'replication' || this.ignored.has(lower)) continue;
-      if (lower === 'options') {
-        const err = this.fromOptions(value, wanted);
-        if (err) return err;
-        continue;
-      }
+      if (lower === 'user' || lower === 'database' || lower === 'replication' || lower === 'options' || this.ignored.has(lower)) continue;
       const canonical = this.tracked.get(lower);
       if (!canonical) return unsupported(name);
       wanted.set(canonical, value);
@@ -67,14 +68,18 @@ export class ParameterPolicy {
   }
 }
 
-/** SET statements that bring a server's parameters to what the client wants, or '' if they agree. */
+/**
+ * One statement that brings a server's parameters to what the client wants, or
+ * '' if they agree. set_config() reads values as postgresql.conf does, so a
+ * search_path list stays a list.
+ */
 export function parameterSyncSql(wanted: ReadonlyMap<string, string>, server: ReadonlyMap<string, string>): string {
-  let sql = '';
+  const calls: string[] = [];
   for (const [name, value] of wanted) {
     if (server.get(name) === value) continue;
-    sql += `SET ${name} = ${quoteLiteral(value)};`;
+    calls.push(`pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)`);
   }
-  return sql;
+  return calls.length === 0 ? '' : `SELECT ${calls.join(', ')}`;
 }
 
 // E'' reads backslashes the same whatever standard_conforming_strings the server has now.

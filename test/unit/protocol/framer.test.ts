@@ -68,13 +68,17 @@ function feedAt(stream: Buffer, cuts: readonly number[], expected: readonly Buff
   if (framer.buffered !== 0) throw new Error(`cuts ${cuts.join(',')}: ${framer.buffered} bytes left buffered`);
 }
 
-const BIG = [
-  query('SELECT id, payload FROM events WHERE id = 42;'),
-  parse('s1', 'SELECT $1::int + $2::int', [23, 23]),
-  sync(),
-  dataRow([pattern(40 * 1024, 7), Buffer.from('second column')]),
-  terminate(),
-];
+/** Q, P, S, a ~40 KB D, X. The seed varies the DataRow bytes (see the every-offset test). */
+function bigMessages(seed: number): Buffer[] {
+  return [
+    query('SELECT id, payload FROM events WHERE id = 42;'),
+    parse('s1', 'SELECT $1::int + $2::int', [23, 23]),
+    sync(),
+    dataRow([pattern(40 * 1024, seed), Buffer.from('second column')]),
+    terminate(),
+  ];
+}
+const BIG = bigMessages(7);
 const BIG_STREAM = Buffer.concat(BIG);
 
 const SMALL = [query('SELECT 1'), parse('', 'SELECT $1', [25]), sync(), dataRow([Buffer.from('ab'), Buffer.alloc(0)]), terminate()];
@@ -96,8 +100,14 @@ describe('Framer: split anywhere', () => {
   });
 
   // ~41 000 framers each assembling a 40 KB frame: about a second alone, more on a busy machine.
+  // Successive runs alternate two payloads: Buffer.allocUnsafe recycles memory, and a byte the
+  // framer forgot to copy could otherwise still hold the right value from the previous run.
   it('re-frames the stream split into two chunks at every offset', { timeout: 30_000 }, () => {
-    for (let k = 0; k <= BIG_STREAM.length; k++) feedAt(BIG_STREAM, [k], BIG);
+    const variants = [bigMessages(11), bigMessages(12)].map((msgs) => ({ msgs, stream: Buffer.concat(msgs) }));
+    for (let k = 0; k <= BIG_STREAM.length; k++) {
+      const { msgs, stream } = variants[k % 2]!;
+      feedAt(stream, [k], msgs);
+    }
   });
 
   it('re-frames a short stream split into three chunks at every pair of offsets', () => {
@@ -106,14 +116,18 @@ describe('Framer: split anywhere', () => {
   });
 
   it('re-frames the stream fed one byte at a time', () => {
-    feedAt(BIG_STREAM, Array.from({ length: BIG_STREAM.length }, (_, i) => i), BIG);
+    const msgs = bigMessages(21);
+    const stream = Buffer.concat(msgs);
+    feedAt(stream, Array.from({ length: stream.length }, (_, i) => i), msgs);
   });
 
   it('re-frames the stream fed in chunks of every size from 2 to 64 bytes', () => {
     for (let size = 2; size <= 64; size++) {
+      const msgs = bigMessages(100 + size);
+      const stream = Buffer.concat(msgs);
       const cuts: number[] = [];
-      for (let c = size; c < BIG_STREAM.length; c += size) cuts.push(c);
-      feedAt(BIG_STREAM, cuts, BIG);
+      for (let c = size; c < stream.length; c += size) cuts.push(c);
+      feedAt(stream, cuts, msgs);
     }
   });
 });
@@ -140,6 +154,22 @@ describe('Framer: random messages and cuts', () => {
         expect(framer.buffered).toBe(0);
       }),
       { numRuns: 300 },
+    );
+  });
+
+  // Bodies above 16 KB in small chunks make the partial buffer grow, which 3000-byte bodies never do.
+  it('re-frames large messages fed in small random chunks', () => {
+    const large = fc
+      .record({ type: fc.integer({ min: 0x41, max: 0x5a }), size: fc.integer({ min: 0, max: 70_000 }), seed: fc.integer({ min: 1 }) })
+      .map(({ type, size, seed }) => typed(String.fromCharCode(type), pattern(size, seed)));
+    fc.assert(
+      fc.property(fc.array(large, { minLength: 1, maxLength: 4 }), fc.array(fc.integer({ min: 1, max: 9000 }), { minLength: 1, maxLength: 8 }), (messages, sizes) => {
+        const stream = Buffer.concat(messages);
+        const cuts: number[] = [];
+        for (let c = 0, i = 0; (c += sizes[i++ % sizes.length]!) < stream.length; ) cuts.push(c);
+        feedAt(stream, cuts, messages);
+      }),
+      { numRuns: 60 },
     );
   });
 
