@@ -6,6 +6,7 @@ import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { ProxyContext } from '../proxy.js';
 import { negotiate, SilentClose } from './handshake.js';
 import { login, translate, welcome } from './login.js';
+import { PreparedStatements } from './prepared.js';
 import { ClientSession } from './session.js';
 
 let nextConn = 1;
@@ -70,12 +71,19 @@ export class Listener {
       const session = await login(proxy, negotiated, log);
       const { frames, framer } = session.frames.detach();
       framer.setMaxLength(proxy.config.max_packet_size);
-      const client = new ClientSession(stream, framer, session.pool, session.server, session.params, {
+      const { mode, pool, server } = session;
+      const pooled = mode !== 'session';
+      const client = new ClientSession(stream, framer, pool, pooled ? null : server, session.params, {
         log: session.log,
+        mode,
+        resetOnRelease: !pooled || proxy.config.server_reset_query_always,
+        prepared: pooled && proxy.config.max_prepared_statements > 0 ? new PreparedStatements() : null,
         onEnd: () => proxy.cancels.unregister(keys.processId),
       });
       const keys = proxy.cancels.register(client);
-      welcome(stream, session.server, keys);
+      welcome(stream, server, keys);
+      // Transaction and statement pooling: the login's server goes back until the first query.
+      if (pooled) pool.release(server, proxy.config.server_reset_query_always);
       session.log.debug({ tls: negotiated.tls !== null }, 'client logged in');
       client.start(frames);
     } catch (err) {

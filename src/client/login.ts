@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import { AuthQueryError } from '../auth/auth-query.js';
 import { authenticateClient } from '../auth/client-auth.js';
 import { parseVerifier } from '../auth/verifier.js';
+import type { PoolMode } from '../config/index.js';
 import type { Logger } from '../log/logger.js';
 import * as backend from '../protocol/backend.js';
 import { ConnectionClosedError, FrameQueue, FrameTimeoutError } from '../protocol/frame-queue.js';
@@ -22,6 +23,7 @@ import { SilentClose } from './handshake.js';
 const LOGIN_MAX_MESSAGE = 16 * 1024;
 
 export interface LoggedIn {
+  mode: PoolMode;
   socket: Duplex;
   frames: FrameQueue;
   pool: Pool;
@@ -89,12 +91,16 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Logg
   }
   write(backend.authenticationOk());
 
+  // A user's pool_mode wins over its database's, as in PgBouncer.
+  const userEntry = config.users[user];
+  const mode = userEntry?.pool_mode ?? target.poolMode;
   const address = { host: target.host, port: target.port, dbname: target.dbname, user };
   const pool = proxy.pools.get(database, address, {
-    size: target.poolSize,
+    size: target.entry.pool_size ?? userEntry?.pool_size ?? config.default_pool_size,
     connectTimeoutMs: config.server_connect_timeout * 1000,
     waitTimeoutMs: config.query_wait_timeout * 1000,
     resetQuery: config.server_reset_query,
+    maxPrepared: mode === 'session' ? 0 : config.max_prepared_statements,
   });
   pool.setCredentials(credentials);
   let server: ServerConnection;
@@ -122,7 +128,7 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Logg
   for (const [name, value] of server.params) {
     if (proxy.parameters.canonical(name)) params.set(name, value);
   }
-  return { socket, frames, pool, server, params, log };
+  return { mode, socket, frames, pool, server, params, log };
 }
 
 /** Sends the rest of the welcome: parameters, our cancel key, ReadyForQuery. */

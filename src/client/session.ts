@@ -1,27 +1,43 @@
-// A logged-in client relaying to its server (session pooling): the client keeps
-// the server until it leaves, then the server is reset and reused, or closed
-// if it was left mid-transaction or mid-query.
+// A logged-in client relaying to servers from its pool.
 //
-// Hot path: client chunks are framed only to find message boundaries (and
-// Terminate); contiguous frames go upstream in one write per chunk. Server
-// chunks are forwarded as received.
+// States (the `server` field and `waiting`):
+//   idle     no server; the next message makes it acquire one (transaction/statement mode)
+//   waiting  acquiring a server; the framer holds the client's messages meanwhile
+//   active   a server is attached; frames go upstream, answers come back
+//   ended    the client left or was thrown out; the server went back to the pool or was closed
+// Session mode stays active from login to the end. Transaction mode releases
+// the server at ReadyForQuery 'I' with nothing outstanding; statement mode
+// releases after every statement and refuses transaction blocks.
+//
+// Hot path: client chunks are framed only to find boundaries (and the few
+// messages pooling rewrites); contiguous frames go upstream in one write.
 import type { Duplex } from 'node:stream';
+import type { PoolMode } from '../config/index.js';
 import type { Logger } from '../log/logger.js';
 import type { Framer, FrameSink } from '../protocol/framer.js';
-import { fatal, SqlState } from '../protocol/pg-error.js';
+import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { Cancellable } from '../pool/cancel.js';
 import type { Pool } from '../pool/pool.js';
 import type { ServerConnection, ServerOwner } from '../pool/server.js';
+import { parameterSyncSql } from './parameters.js';
+import type { PreparedStatements } from './prepared.js';
+import { translate } from './login.js';
 
 const TERMINATE = 0x58; // 'X'
 
 export interface SessionEnv {
   log: Logger;
+  mode: PoolMode;
+  /** Run server_reset_query when a server goes back to the pool (session mode, or server_reset_query_always). */
+  resetOnRelease: boolean;
+  /** Statement renaming for transaction/statement pooling; null to pass statements through. */
+  prepared: PreparedStatements | null;
   onEnd: () => void;
 }
 
 export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private server: ServerConnection | null;
+  private waiting = false;
   private chunk: Buffer | null = null;
   private runStart = 0;
   private runEnd = 0;
@@ -34,7 +50,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     private readonly socket: Duplex,
     private readonly framer: Framer,
     private readonly pool: Pool,
-    server: ServerConnection,
+    server: ServerConnection | null,
     /** Tracked parameter values of this client (updated from ParameterStatus). */
     readonly params: Map<string, string>,
     private readonly env: SessionEnv,
@@ -44,9 +60,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
 
   /** Starts relaying; `pending` are whole frames the client sent during login. */
   start(pending: Buffer[]): void {
-    const server = this.server!;
-    server.attach(this);
-    server.stream.on('drain', this.onServerDrain);
+    if (this.server) this.attach(this.server);
     this.socket.on('drain', this.onClientDrain);
     this.socket.on('data', this.onData);
     this.socket.on('end', () => this.end(null));
@@ -68,12 +82,11 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     this.runStart = this.runEnd = 0;
     try {
       this.framer.push(chunk, this);
+      this.flush();
     } catch (err) {
       this.flush();
-      this.fail(fatal(SqlState.protocolViolation, (err as Error).message));
-      return;
+      this.fail(err instanceof PgError ? err : fatal(SqlState.protocolViolation, (err as Error).message));
     }
-    this.flush();
     this.chunk = null;
   }
 
@@ -84,8 +97,19 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
       this.end(null);
       return false;
     }
-    this.server!.noteClientMessage(type);
-    if (buf === this.chunk && start === this.runEnd && this.runEnd > this.runStart) {
+    const server = this.server;
+    if (!server) {
+      // Idle: hold this frame and the rest until a server is attached.
+      this.flush();
+      this.acquire();
+      return false;
+    }
+    const replacement = this.env.prepared ? this.env.prepared.rewrite(type, buf, start, end, server) : null;
+    server.noteClientMessage(type);
+    if (replacement) {
+      this.flush();
+      for (const b of replacement) this.toServer(b);
+    } else if (buf === this.chunk && start === this.runEnd && this.runEnd > this.runStart) {
       this.runEnd = end; // contiguous with the run: one write later
     } else if (buf === this.chunk) {
       this.flush();
@@ -112,6 +136,61 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     if (!server.write(buf)) this.socket.pause();
   }
 
+  private acquire(): void {
+    if (this.waiting) return;
+    this.waiting = true;
+    this.socket.pause();
+    this.pool.acquire().then(
+      (server) => this.onAcquired(server),
+      (err: unknown) => {
+        this.waiting = false;
+        this.fail(translate(err) as PgError);
+      },
+    );
+  }
+
+  private async onAcquired(server: ServerConnection): Promise<void> {
+    if (this.ended) {
+      this.pool.release(server, false);
+      return;
+    }
+    try {
+      const sync = parameterSyncSql(this.params, server.params);
+      if (sync) await server.runInternal(sync);
+    } catch (err) {
+      this.waiting = false;
+      this.pool.discard(server);
+      this.fail(translate(err) as PgError);
+      return;
+    }
+    this.waiting = false;
+    if (this.ended) {
+      this.pool.release(server, false);
+      return;
+    }
+    this.attach(server);
+    this.framer.resume(this);
+    this.flush();
+    this.chunk = null;
+    if (!this.ended) this.socket.resume();
+  }
+
+  private attach(server: ServerConnection): void {
+    this.server = server;
+    server.attach(this);
+    server.stream.on('drain', this.onServerDrain);
+  }
+
+  private detach(): ServerConnection | null {
+    const server = this.server;
+    this.server = null;
+    if (server) {
+      server.stream.off('drain', this.onServerDrain);
+      server.resume();
+    }
+    return server;
+  }
+
   // --- server → client
 
   onServerData(chunk: Buffer): void {
@@ -123,6 +202,18 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     if (this.params.has(name) || name === 'application_name') this.params.set(name, value);
   }
 
+  onServerReady(): void {
+    const server = this.server;
+    if (!server || this.env.mode === 'session' || this.ended) return;
+    if (this.env.mode === 'statement' && server.status !== 'I') {
+      this.fail(fatal(SqlState.featureNotSupported, 'transaction blocks not allowed in statement pooling mode', { hint: 'use pool_mode transaction or session for this database or user' }));
+      return;
+    }
+    if (!server.isClean) return;
+    this.detach();
+    this.pool.release(server, this.env.resetOnRelease);
+  }
+
   onServerClosed(err: Error | null): void {
     this.server = null;
     if (this.ended) return;
@@ -132,7 +223,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
 
   // --- the end
 
-  private fail(err: ReturnType<typeof fatal> | null): void {
+  private fail(err: PgError | null): void {
     if (this.ended) return;
     if (err && this.socket.writable) this.socket.write(err.toBuffer());
     this.end(err);
@@ -143,12 +234,11 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     this.ended = true;
     this.socket.off('data', this.onData);
     this.socket.off('drain', this.onClientDrain);
-    const server = this.server;
-    this.server = null;
+    const server = this.detach();
     if (server) {
-      server.stream.off('drain', this.onServerDrain);
-      server.resume();
-      this.pool.release(server, true); // closed instead if dirty
+      server.attach(null);
+      // A server left mid-transaction or mid-query is closed by release(), never pooled dirty.
+      this.pool.release(server, this.env.resetOnRelease);
     }
     if (err) this.env.log.debug({ err: err.message }, 'client session ended with an error');
     this.socket.end();

@@ -11,6 +11,8 @@ export interface PoolSettings {
   connectTimeoutMs: number;
   waitTimeoutMs: number;
   resetQuery: string;
+  /** Cap of renamed prepared statements per server (transaction pooling); 0 when not renaming. */
+  maxPrepared: number;
 }
 
 interface Waiter {
@@ -71,6 +73,7 @@ export class Pool {
     this.active.add(server); // still busy while the reset runs
     server.runInternal(this.settings.resetQuery).then(
       () => {
+        server.statements.clear(); // DISCARD ALL / DEALLOCATE ALL dropped them; re-prepared on demand
         this.active.delete(server);
         this.makeIdle(server);
       },
@@ -132,7 +135,7 @@ export class Pool {
     const credentials = this.credentials;
     if (!credentials) return;
     this.connecting++;
-    ServerConnection.connect(this.address, credentials, this.settings.connectTimeoutMs).then(
+    ServerConnection.connect(this.address, credentials, this.settings.connectTimeoutMs, this.settings.maxPrepared).then(
       (server) => {
         this.connecting--;
         server.stream.on('close', () => this.forget(server));

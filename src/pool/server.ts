@@ -7,6 +7,7 @@ import { serialize } from 'pg-protocol';
 import { Framer, type FrameSink } from '../protocol/framer.js';
 import { FrameQueue, FrameTimeoutError } from '../protocol/frame-queue.js';
 import { decodeErrorFields, serverLogin, ServerLoginError, type ServerCredentials } from './server-login.js';
+import { Answer, ServerStatements } from './server-statements.js';
 
 export interface ServerAddress {
   host: string;
@@ -21,6 +22,8 @@ export interface ServerOwner {
   onServerData(chunk: Buffer): void;
   /** The server reported a parameter change (after the chunk that carried it was forwarded). */
   onServerParameter?(name: string, value: string): void;
+  /** A chunk carried ReadyForQuery (after it was forwarded): the owner may release the server. */
+  onServerReady?(): void;
   /** The connection is gone (closed by the server, the network, or us). */
   onServerClosed(err: Error | null): void;
 }
@@ -31,6 +34,8 @@ export class ServerConnectError extends Error {}
 const Z = 0x5a;
 const S = 0x53;
 const E = 0x45;
+const PARSE_COMPLETE = 0x31;
+const CLOSE_COMPLETE = 0x33;
 
 let nextId = 1;
 
@@ -48,12 +53,22 @@ export class ServerConnection implements FrameSink {
   pendingReady = 0;
   /** Extended-protocol messages sent since the last Sync. */
   unsynced = false;
+  /** Sync points (Query, Sync, FunctionCall) sent, and ReadyForQuery received: batch numbers. */
+  sentBatches = 0;
+  doneBatches = 0;
   closed = false;
+  /** Renamed prepared statements this server holds (transaction pooling). */
+  readonly statements: ServerStatements;
 
   private owner: ServerOwner | null = null;
   private readonly framer: Framer;
   private internal: { resolve: () => void; reject: (e: Error) => void; error: Error | null } | null = null;
   private paramEvents: [string, string][] = [];
+  // The chunk being relayed and the run of its frames not yet handed to the owner.
+  private chunk: Buffer | null = null;
+  private runStart = 0;
+  private runEnd = 0;
+  private sawReady = false;
 
   private constructor(
     readonly address: ServerAddress,
@@ -61,7 +76,9 @@ export class ServerConnection implements FrameSink {
     login: { params: Map<string, string>; processId: number; secretKey: number },
     framer: Framer,
     leftovers: Buffer[],
+    maxPrepared: number,
   ) {
+    this.statements = new ServerStatements(maxPrepared);
     this.params = login.params;
     this.processId = login.processId;
     this.secretKey = login.secretKey;
@@ -73,7 +90,7 @@ export class ServerConnection implements FrameSink {
   }
 
   /** Opens a TCP connection and logs in; resolves at the first ReadyForQuery. */
-  static async connect(address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, extraStartup: Record<string, string> = {}): Promise<ServerConnection> {
+  static async connect(address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, maxPrepared = 0): Promise<ServerConnection> {
     const socket = net.connect({ host: address.host, port: address.port });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
@@ -84,12 +101,12 @@ export class ServerConnection implements FrameSink {
         socket.once('error', (err) => reject(err instanceof ServerConnectError ? err : new ServerConnectError(`could not connect to ${address.host}:${address.port}: ${err.message}`)));
       });
       const frames = new FrameQueue(socket, 1 << 20);
-      const startup = { user: address.user, database: address.dbname, ...extraStartup };
+      const startup = { user: address.user, database: address.dbname };
       const login = await serverLogin((b) => socket.write(b), frames, startup, credentials, timeoutMs);
       const { frames: leftovers, framer } = frames.detach();
       socket.removeAllListeners('error');
       socket.removeAllListeners('connect');
-      return new ServerConnection(address, socket, login, framer, leftovers);
+      return new ServerConnection(address, socket, login, framer, leftovers, maxPrepared);
     } catch (err) {
       socket.destroy();
       if (err instanceof ServerLoginError || err instanceof ServerConnectError) throw err;
@@ -102,7 +119,7 @@ export class ServerConnection implements FrameSink {
 
   /** True when the server can be handed to another client as is. */
   get isClean(): boolean {
-    return !this.closed && this.status === 'I' && this.pendingReady === 0 && !this.unsynced && this.internal === null;
+    return !this.closed && this.status === 'I' && this.pendingReady === 0 && !this.unsynced && this.internal === null && this.statements.idle;
   }
 
   attach(owner: ServerOwner | null): void {
@@ -121,9 +138,11 @@ export class ServerConnection implements FrameSink {
       case 0x51: // Q Query
       case 0x46: // F FunctionCall
         this.pendingReady++;
+        this.sentBatches++;
         break;
       case 0x53: // S Sync
         this.pendingReady++;
+        this.sentBatches++;
         this.unsynced = false;
         break;
       case 0x50: // P Parse
@@ -142,6 +161,7 @@ export class ServerConnection implements FrameSink {
     return new Promise((resolve, reject) => {
       this.internal = { resolve, reject, error: null };
       this.pendingReady++;
+      this.sentBatches++;
       this.socket.write(serialize.query(sql));
     });
   }
@@ -169,48 +189,90 @@ export class ServerConnection implements FrameSink {
   }
 
   onFrame(type: number, buf: Buffer, start: number, end: number): void {
-    if (type === Z) {
-      this.status = String.fromCharCode(buf[start + 5]!);
-      if (this.pendingReady > 0) this.pendingReady--;
-      if (this.internal && this.pendingReady === 0) {
-        const { resolve, reject, error } = this.internal;
-        this.internal = null;
-        if (error) reject(error);
-        else resolve();
+    const internal = this.internal !== null;
+    let answer = Answer.Forward;
+    switch (type) {
+      case Z:
+        this.status = String.fromCharCode(buf[start + 5]!);
+        if (this.pendingReady > 0) this.pendingReady--;
+        this.doneBatches++;
+        this.statements.onReady(this.doneBatches);
+        if (internal && this.pendingReady === 0) {
+          const { resolve, reject, error } = this.internal!;
+          this.internal = null;
+          if (error) reject(error);
+          else resolve();
+        } else if (!internal) this.sawReady = true;
+        break;
+      case S: {
+        const nameEnd = buf.indexOf(0, start + 5);
+        if (nameEnd < 0 || nameEnd >= end) break;
+        const name = buf.toString('utf8', start + 5, nameEnd);
+        const value = buf.toString('utf8', nameEnd + 1, Math.max(nameEnd + 1, end - 1));
+        this.params.set(name, value);
+        if (!internal) this.paramEvents.push([name, value]);
+        break;
       }
-    } else if (type === S) {
-      const nameEnd = buf.indexOf(0, start + 5);
-      if (nameEnd < 0 || nameEnd >= end) return;
-      const name = buf.toString('utf8', start + 5, nameEnd);
-      const value = buf.toString('utf8', nameEnd + 1, Math.max(nameEnd + 1, end - 1));
-      this.params.set(name, value);
-      if (this.internal === null) this.paramEvents.push([name, value]);
-    } else if (type === E && this.internal) {
-      const fields = decodeErrorFields(buf.subarray(start + 5, end));
-      this.internal.error = new ServerLoginError(fields.get('M') ?? 'query failed', fields);
+      case E:
+        if (internal) {
+          const fields = decodeErrorFields(buf.subarray(start + 5, end));
+          this.internal!.error = new ServerLoginError(fields.get('M') ?? 'query failed', fields);
+        }
+        break;
+      case PARSE_COMPLETE:
+        if (!internal) answer = this.statements.onParseComplete();
+        break;
+      case CLOSE_COMPLETE:
+        if (!internal) answer = this.statements.onCloseComplete();
+        break;
+    }
+    if (internal || answer === Answer.Swallow) {
+      this.flushRun(); // our own query's results and hidden answers stop here
+      return;
+    }
+    if (answer === Answer.PatchToParseComplete) buf[start] = PARSE_COMPLETE; // same length: patched in place
+    if (buf === this.chunk && start === this.runEnd && this.runEnd > this.runStart) {
+      this.runEnd = end;
+    } else {
+      this.flushRun();
+      if (buf === this.chunk) {
+        this.runStart = start;
+        this.runEnd = end;
+      } else {
+        this.owner?.onServerData(buf.subarray(start, end)); // assembled across chunks
+      }
     }
   }
 
+  private flushRun(): void {
+    const chunk = this.chunk;
+    if (chunk && this.runEnd > this.runStart) {
+      const whole = this.runStart === 0 && this.runEnd === chunk.length;
+      const owner = this.owner;
+      if (owner) owner.onServerData(whole ? chunk : chunk.subarray(this.runStart, this.runEnd));
+      else if (this.pendingReady === 0) this.close(); // unsolicited bytes on an idle server (e.g. a FATAL before shutdown)
+    }
+    this.runStart = this.runEnd = 0;
+  }
+
   private onData(chunk: Buffer): void {
-    const internal = this.internal !== null;
+    this.chunk = chunk;
+    this.runStart = this.runEnd = 0;
+    this.sawReady = false;
     try {
       this.framer.push(chunk, this);
     } catch (err) {
       this.socket.destroy(err as Error);
       return;
     }
-    if (internal) return; // our own query's results: swallowed
+    this.flushRun();
+    this.chunk = null;
     const owner = this.owner;
-    if (owner) {
-      owner.onServerData(chunk);
-      if (this.paramEvents.length > 0 && owner.onServerParameter) {
-        for (const [name, value] of this.paramEvents) owner.onServerParameter(name, value);
-      }
-    } else if (this.pendingReady === 0) {
-      // Unsolicited bytes on an idle server (e.g. a FATAL before an admin shutdown): not reusable.
-      this.close();
+    if (owner && this.paramEvents.length > 0 && owner.onServerParameter) {
+      for (const [name, value] of this.paramEvents) owner.onServerParameter(name, value);
     }
     this.paramEvents.length = 0;
+    if (this.sawReady) owner?.onServerReady?.();
   }
 
   private onClose(): void {

@@ -10,7 +10,7 @@ export interface FrameSink {
   /**
    * One whole frame at `buf[start, end)`, type byte and length included.
    * The bytes are only valid during the call: copy what you keep.
-   * Return false to stop framing this chunk (the rest is kept for the next push).
+   * Return false to hold this frame and all that follows until `resume()`.
    */
   onFrame(type: number, buf: Buffer, start: number, end: number): boolean | void;
 }
@@ -71,7 +71,7 @@ export class Framer {
       const size = this.partialSize;
       this.resetPartial();
       if (sink.onFrame(frame[0]!, frame, 0, size) === false) {
-        this.pause(chunk, pos);
+        this.paused = Buffer.concat([frame.subarray(0, size), chunk.subarray(pos)]);
         return;
       }
     }
@@ -98,16 +98,12 @@ export class Framer {
       const end = pos + 1 + length;
       if (end > n) break;
       if (sink.onFrame(chunk[pos]!, chunk, pos, end) === false) {
-        this.pause(chunk, end);
+        this.paused = chunk.subarray(pos);
         return;
       }
       pos = end;
     }
     if (pos < n) this.startPartial(chunk, pos);
-  }
-
-  private pause(chunk: Buffer, pos: number): void {
-    if (pos < chunk.length) this.paused = chunk.subarray(pos);
   }
 
   private check(type: number, length: number): void {

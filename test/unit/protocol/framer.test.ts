@@ -16,13 +16,20 @@ interface Frame {
 }
 
 /** Copies every frame it is handed (the bytes are only valid during the call). */
-function recorder(answer: (index: number) => boolean | void = () => undefined): FrameSink & { frames: Frame[] } {
+/** Records accepted frames; `refuse(i)` true holds frame i back once (it comes again on resume). */
+function recorder(refuse: (index: number) => boolean = () => false): FrameSink & { frames: Frame[] } {
   const frames: Frame[] = [];
+  const refused = new Set<number>();
   return {
     frames,
     onFrame(type, buf, start, end) {
+      const i = frames.length;
+      if (!refused.has(i) && refuse(i)) {
+        refused.add(i);
+        return false;
+      }
       frames.push({ type, bytes: Buffer.from(buf.subarray(start, end)), buf, start, end });
-      return answer(frames.length - 1);
+      return true;
     },
   };
 }
@@ -184,7 +191,7 @@ describe('Framer: random messages and cuts', () => {
           const stream = Buffer.concat(messages);
           const cuts = [...new Set(rawCuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
           const framer = new Framer(MAX);
-          const sink = recorder((i) => !pauses[i % pauses.length]);
+          const sink = recorder((i) => pauses[i % pauses.length]!);
           let from = 0;
           let step = 0;
           for (const cut of [...cuts, stream.length]) {
@@ -239,22 +246,22 @@ describe('Framer: zero-copy views', () => {
   });
 });
 
-// A sink returning false holds back the rest, in order, until resume().
+// A sink returning false holds that frame and the rest, in order, until resume().
 describe('Framer: pause and resume', () => {
-  it('stops after the frame the sink refused, queues later chunks behind it, and resume delivers all in order', () => {
+  it('holds the refused frame and what follows, queues later chunks behind it, and resume delivers all in order', () => {
     const q = query('SELECT 1');
     const p = parse('s', 'SELECT 2', []);
     const later = Buffer.concat([query('SELECT 3'), terminate()]);
     const framer = new Framer(MAX);
-    const sink = recorder((i) => i !== 1); // refuse the second frame (Sync)
+    const sink = recorder((i) => i === 1); // refuse the second frame (Sync) once
     framer.push(Buffer.concat([q, sync(), p]), sink);
-    expectFrames(sink.frames.map((f) => f.bytes), [q, sync()]);
+    expectFrames(sink.frames.map((f) => f.bytes), [q]);
     expect(framer.isPaused).toBe(true);
-    expect(framer.buffered).toBe(p.length);
+    expect(framer.buffered).toBe(sync().length + p.length);
 
     framer.push(later, sink); // arrives while paused: queued, not delivered
-    expect(sink.frames).toHaveLength(2);
-    expect(framer.buffered).toBe(p.length + later.length);
+    expect(sink.frames).toHaveLength(1);
+    expect(framer.buffered).toBe(sync().length + p.length + later.length);
 
     framer.resume(sink);
     expectFrames(sink.frames.map((f) => f.bytes), [q, sync(), p, query('SELECT 3'), terminate()]);
@@ -265,37 +272,38 @@ describe('Framer: pause and resume', () => {
   it('pauses again during resume when the sink refuses again', () => {
     const msgs = [query('a'), query('b'), query('c'), query('d')];
     const framer = new Framer(MAX);
-    const sink = recorder(() => false);
+    const sink = recorder(() => true); // every frame refused once
     framer.push(Buffer.concat(msgs), sink);
+    expect(sink.frames).toHaveLength(0);
+    framer.resume(sink);
     expect(sink.frames).toHaveLength(1);
     framer.resume(sink);
-    expect(sink.frames).toHaveLength(2);
     framer.resume(sink);
     framer.resume(sink);
     expectFrames(sink.frames.map((f) => f.bytes), msgs);
     expect(framer.isPaused).toBe(false);
   });
 
-  it('holds the rest when the sink refuses a frame that completed a partial one', () => {
+  it('holds a refused frame that completed a partial one, with the rest', () => {
     const d = dataRow([pattern(100)]);
     const framer = new Framer(MAX);
-    const sink = recorder((i) => i !== 0);
+    const sink = recorder((i) => i === 0);
     framer.push(d.subarray(0, 50), sink);
     framer.push(Buffer.concat([d.subarray(50), sync()]), sink);
-    expectFrames(sink.frames.map((f) => f.bytes), [d]);
+    expect(sink.frames).toHaveLength(0);
     expect(framer.isPaused).toBe(true);
-    expect(framer.buffered).toBe(sync().length);
+    expect(framer.buffered).toBe(d.length + sync().length);
     framer.resume(sink);
     expectFrames(sink.frames.map((f) => f.bytes), [d, sync()]);
   });
 
-  it('keeps a held-back partial frame and completes it with the next push after resume', () => {
+  it('keeps a partial frame behind a refused one and completes it with the next push after resume', () => {
     const x = query('SELECT 42');
     const framer = new Framer(MAX);
-    const sink = recorder((i) => i !== 0);
+    const sink = recorder((i) => i === 0);
     framer.push(Buffer.concat([sync(), x.subarray(0, 3)]), sink);
     expect(framer.isPaused).toBe(true);
-    expect(framer.buffered).toBe(3);
+    expect(framer.buffered).toBe(sync().length + 3);
     framer.resume(sink);
     expect(framer.isPaused).toBe(false);
     expect(framer.buffered).toBe(3);
@@ -304,11 +312,12 @@ describe('Framer: pause and resume', () => {
     expect(framer.buffered).toBe(0);
   });
 
-  it('has nothing to hold when the refused frame ends its chunk, and resume is then a no-op', () => {
+  it('holds a refused frame that ends its chunk until resume', () => {
     const framer = new Framer(MAX);
-    const sink = recorder(() => false);
+    const sink = recorder((i) => i === 0);
     framer.push(sync(), sink);
-    expect(framer.isPaused).toBe(false);
+    expect(framer.isPaused).toBe(true);
+    expect(framer.buffered).toBe(sync().length);
     framer.resume(sink);
     framer.push(terminate(), sink);
     expectFrames(sink.frames.map((f) => f.bytes), [sync(), terminate()]);
