@@ -78,6 +78,7 @@ export class Listener {
         mode,
         resetOnRelease: !pooled || proxy.config.server_reset_query_always,
         prepared: pooled && proxy.config.max_prepared_statements > 0 ? new PreparedStatements() : null,
+        parameters: proxy.parameters,
         onEnd: () => proxy.cancels.unregister(keys.processId),
       });
       const keys = proxy.cancels.register(client);

@@ -15,7 +15,7 @@ import { ServerLoginError } from '../pool/server-login.js';
 import { ServerConnectError, type ServerConnection } from '../pool/server.js';
 import type { ProxyContext } from '../proxy.js';
 import type { Negotiated } from './handshake.js';
-import { parameterSyncSql } from './parameters.js';
+import { clientParameters, parameterSync } from './parameters.js';
 import { route } from './router.js';
 import { SilentClose } from './handshake.js';
 
@@ -104,6 +104,7 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Logg
   });
   pool.setCredentials(credentials);
   let server: ServerConnection;
+  let params: Map<string, string>;
   try {
     server = await pool.acquire();
   } catch (err) {
@@ -117,16 +118,14 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Logg
         hint: 'connect to the database directly from inside the cluster (for example `kubectl run psql`), or use a non-superuser role',
       });
     }
-    const sync = parameterSyncSql(wanted, server.params);
-    if (sync) await server.runInternal(sync);
+    params = clientParameters(proxy.parameters, wanted, server);
+    const sync = parameterSync(proxy.parameters, params, server);
+    if (sync.sql) await server.runInternal(sync.sql);
+    sync.done();
   } catch (err) {
     if (!server.closed && server.isClean) pool.release(server, true);
     else if (!server.closed) pool.discard(server);
     throw translate(err);
-  }
-  const params = new Map(wanted);
-  for (const [name, value] of server.params) {
-    if (proxy.parameters.canonical(name)) params.set(name, value);
   }
   return { mode, socket, frames, pool, server, params, log };
 }

@@ -68,11 +68,54 @@ export class ParameterPolicy {
   }
 }
 
+/** The server side of parameter syncing: its current values and its session defaults. */
+export interface ParameterHolder {
+  /** Current values: as reported (ParameterStatus), and as we set them for unreported ones. */
+  readonly params: Map<string, string>;
+  /** Values reported at login, before any client touched the server: the session defaults. */
+  readonly initialParams: ReadonlyMap<string, string>;
+}
+
 /**
- * One statement that brings a server's parameters to what the client wants, or
- * '' if they agree. set_config() reads values as postgresql.conf does, so a
- * search_path list stays a list.
+ * A client's full set of tracked values: what it asked for, else the server's
+ * session default for every parameter the server reports. Parameters the
+ * server does not report (search_path before PostgreSQL 18) are included only
+ * when asked for.
  */
+export function clientParameters(policy: ParameterPolicy, wanted: ReadonlyMap<string, string>, server: ParameterHolder): Map<string, string> {
+  const params = new Map<string, string>();
+  for (const [name, value] of server.initialParams) if (policy.canonical(name) === name) params.set(name, value);
+  for (const [name, value] of wanted) params.set(name, value);
+  return params;
+}
+
+/**
+ * The query that brings a server to a client's values ('' if they agree), and
+ * what to record once it ran. set_config() reads values as postgresql.conf
+ * does, so a search_path list stays a list; unreported parameters the client
+ * did not ask for are RESET to the session default.
+ */
+export function parameterSync(policy: ParameterPolicy, client: Map<string, string>, server: ParameterHolder): { sql: string; done: () => void } {
+  const set = parameterSyncSql(client, server.params);
+  const resets: string[] = [];
+  for (const name of server.params.keys()) {
+    if (!client.has(name) && !server.initialParams.has(name) && policy.canonical(name) === name) resets.push(name);
+  }
+  const sql = (set ? `${set};` : '') + resets.map((n) => `RESET ${n};`).join('');
+  return {
+    sql,
+    done() {
+      for (const name of resets) server.params.delete(name);
+      for (const [name, value] of client) {
+        // Reported parameters come back canonical (ParameterStatus); keep that form on both sides.
+        if (server.initialParams.has(name)) client.set(name, server.params.get(name) ?? value);
+        else server.params.set(name, value);
+      }
+    },
+  };
+}
+
+/** The SELECT of set_config() calls for the values that differ, or ''. */
 export function parameterSyncSql(wanted: ReadonlyMap<string, string>, server: ReadonlyMap<string, string>): string {
   const calls: string[] = [];
   for (const [name, value] of wanted) {

@@ -19,7 +19,7 @@ import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { Cancellable } from '../pool/cancel.js';
 import type { Pool } from '../pool/pool.js';
 import type { ServerConnection, ServerOwner } from '../pool/server.js';
-import { parameterSyncSql } from './parameters.js';
+import { parameterSync, type ParameterPolicy } from './parameters.js';
 import type { PreparedStatements } from './prepared.js';
 import { translate } from './login.js';
 
@@ -32,6 +32,7 @@ export interface SessionEnv {
   resetOnRelease: boolean;
   /** Statement renaming for transaction/statement pooling; null to pass statements through. */
   prepared: PreparedStatements | null;
+  parameters: ParameterPolicy;
   onEnd: () => void;
 }
 
@@ -155,8 +156,9 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
       return;
     }
     try {
-      const sync = parameterSyncSql(this.params, server.params);
-      if (sync) await server.runInternal(sync);
+      const sync = parameterSync(this.env.parameters, this.params, server);
+      if (sync.sql) await server.runInternal(sync.sql);
+      sync.done();
     } catch (err) {
       this.waiting = false;
       this.pool.discard(server);

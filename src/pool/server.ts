@@ -43,8 +43,10 @@ export class ServerConnection implements FrameSink {
   readonly id = nextId++;
   readonly createdAt = Date.now();
   lastUsedAt = Date.now();
-  /** Parameters as this server currently has them (from ParameterStatus). */
+  /** Parameters as this server currently has them (from ParameterStatus, and as we set unreported ones). */
   readonly params: Map<string, string>;
+  /** Parameters as reported at login: the session defaults. */
+  readonly initialParams: ReadonlyMap<string, string>;
   readonly processId: number;
   readonly secretKey: number;
   /** Transaction status from the last ReadyForQuery: I idle, T in transaction, E failed transaction. */
@@ -80,6 +82,7 @@ export class ServerConnection implements FrameSink {
   ) {
     this.statements = new ServerStatements(maxPrepared);
     this.params = login.params;
+    this.initialParams = new Map(login.params);
     this.processId = login.processId;
     this.secretKey = login.secretKey;
     this.framer = framer;
