@@ -3,6 +3,7 @@
 import { AuthQuery } from './auth/auth-query.js';
 import { Listener } from './client/listener.js';
 import { ParameterPolicy } from './client/parameters.js';
+import type { ClientSession } from './client/session.js';
 import type { Config } from './config/index.js';
 import type { Logger } from './log/logger.js';
 import { CancelRegistry } from './pool/cancel.js';
@@ -17,7 +18,12 @@ export interface ProxyContext {
   pools: PoolManager;
   cancels: CancelRegistry;
   parameters: ParameterPolicy;
+  /** Logged-in clients, for the janitor's timeouts. */
+  clients: Set<ClientSession>;
 }
+
+/** How often the janitor looks at timeouts and pool sizes (PgBouncer's runs about once a second). */
+const JANITOR_INTERVAL_MS = 250;
 
 export interface RunningProxy {
   port: number;
@@ -40,10 +46,20 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
       },
       log.child({ component: 'auth_query' }),
     ),
-    pools: new PoolManager(log),
+    pools: new PoolManager(log, {
+      maxDbConnections: config.max_db_connections,
+      maxUserConnections: (user) => config.users[user]?.max_user_connections ?? config.max_user_connections,
+    }),
     cancels: new CancelRegistry(),
     parameters: new ParameterPolicy(config.track_extra_parameters, config.ignore_startup_parameters),
+    clients: new Set(),
   };
+  const janitor = setInterval(() => {
+    const now = Date.now();
+    context.pools.tick(now);
+    for (const client of context.clients) client.tick(now);
+  }, JANITOR_INTERVAL_MS);
+  janitor.unref();
   const listener = new Listener(context);
   const port = await listener.listen(config.listen_addr, config.listen_port);
   log.info({ listen_addr: config.listen_addr, listen_port: port }, 'pg-ingress listening');
@@ -51,6 +67,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     port,
     context,
     async close() {
+      clearInterval(janitor);
       await listener.close();
       context.pools.closeAll();
       context.tls.close();

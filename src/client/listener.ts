@@ -79,8 +79,17 @@ export class Listener {
         resetOnRelease: !pooled || proxy.config.server_reset_query_always,
         prepared: pooled && proxy.config.max_prepared_statements > 0 ? new PreparedStatements() : null,
         parameters: proxy.parameters,
-        onEnd: () => proxy.cancels.unregister(keys.processId),
+        timeouts: {
+          queryTimeoutMs: proxy.config.query_timeout * 1000,
+          idleTransactionTimeoutMs: proxy.config.idle_transaction_timeout * 1000,
+          clientIdleTimeoutMs: proxy.config.client_idle_timeout * 1000,
+        },
+        onEnd: () => {
+          proxy.cancels.unregister(keys.processId);
+          proxy.clients.delete(client);
+        },
       });
+      proxy.clients.add(client);
       const keys = proxy.cancels.register(client);
       welcome(stream, server, keys);
       // Transaction and statement pooling: the login's server goes back until the first query.

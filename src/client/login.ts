@@ -11,6 +11,7 @@ import * as backend from '../protocol/backend.js';
 import { ConnectionClosedError, FrameQueue, FrameTimeoutError } from '../protocol/frame-queue.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { Pool } from '../pool/pool.js';
+import { poolSettings } from '../pool/settings.js';
 import { ServerLoginError } from '../pool/server-login.js';
 import { ServerConnectError, type ServerConnection } from '../pool/server.js';
 import type { ProxyContext } from '../proxy.js';
@@ -95,13 +96,8 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Logg
   const userEntry = config.users[user];
   const mode = userEntry?.pool_mode ?? target.poolMode;
   const address = { host: target.host, port: target.port, dbname: target.dbname, user };
-  const pool = proxy.pools.get(database, address, {
-    size: target.entry.pool_size ?? userEntry?.pool_size ?? config.default_pool_size,
-    connectTimeoutMs: config.server_connect_timeout * 1000,
-    waitTimeoutMs: config.query_wait_timeout * 1000,
-    resetQuery: config.server_reset_query,
-    maxPrepared: mode === 'session' ? 0 : config.max_prepared_statements,
-  });
+  const size = target.entry.pool_size ?? userEntry?.pool_size ?? config.default_pool_size;
+  const pool = proxy.pools.get(database, address, poolSettings(config, size, mode));
   pool.setCredentials(credentials);
   let server: ServerConnection;
   let params: Map<string, string>;

@@ -25,9 +25,17 @@ import { translate } from './login.js';
 
 const TERMINATE = 0x58; // 'X'
 
+/** Client-side timeouts in milliseconds, 0 = off (PgBouncer's names). */
+export interface ClientTimeouts {
+  queryTimeoutMs: number;
+  idleTransactionTimeoutMs: number;
+  clientIdleTimeoutMs: number;
+}
+
 export interface SessionEnv {
   log: Logger;
   mode: PoolMode;
+  timeouts: ClientTimeouts;
   /** Run server_reset_query when a server goes back to the pool (session mode, or server_reset_query_always). */
   resetOnRelease: boolean;
   /** Statement renaming for transaction/statement pooling; null to pass statements through. */
@@ -43,6 +51,10 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private runStart = 0;
   private runEnd = 0;
   private ended = false;
+  // For the janitor: when the client last did anything, since when a query has run, since when it idles in a transaction.
+  private lastActivity = Date.now();
+  private busySince = 0;
+  private idleInTransactionSince = 0;
   private readonly onData = (chunk: Buffer): void => this.fromClient(chunk);
   private readonly onClientDrain = (): void => this.server?.resume();
   private readonly onServerDrain = (): void => void this.socket.resume();
@@ -79,6 +91,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
 
   private fromClient(chunk: Buffer): void {
     if (this.ended) return;
+    this.lastActivity = Date.now();
     this.chunk = chunk;
     this.runStart = this.runEnd = 0;
     try {
@@ -106,7 +119,12 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
       return false;
     }
     const replacement = this.env.prepared ? this.env.prepared.rewrite(type, buf, start, end, server) : null;
+    const wasBusy = server.pendingReady > 0;
     server.noteClientMessage(type);
+    if (!wasBusy && server.pendingReady > 0) {
+      this.busySince = this.lastActivity;
+      this.idleInTransactionSince = 0;
+    }
     if (replacement) {
       this.flush();
       for (const b of replacement) this.toServer(b);
@@ -206,7 +224,13 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
 
   onServerReady(): void {
     const server = this.server;
-    if (!server || this.env.mode === 'session' || this.ended) return;
+    if (!server || this.ended) return;
+    if (server.pendingReady === 0) {
+      this.busySince = 0;
+      this.lastActivity = Date.now();
+      this.idleInTransactionSince = server.status === 'I' ? 0 : this.lastActivity;
+    }
+    if (this.env.mode === 'session') return;
     if (this.env.mode === 'statement' && server.status !== 'I') {
       this.fail(fatal(SqlState.featureNotSupported, 'transaction blocks not allowed in statement pooling mode', { hint: 'use pool_mode transaction or session for this database or user' }));
       return;
@@ -221,6 +245,20 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     if (this.ended) return;
     // The server's own FATAL, if it sent one, has been relayed already.
     this.fail(err ? fatal(SqlState.connectionFailure, 'server closed the connection unexpectedly') : null);
+  }
+
+  // --- timeouts (called by the janitor)
+
+  tick(now: number): void {
+    if (this.ended || this.waiting) return;
+    const t = this.env.timeouts;
+    if (t.queryTimeoutMs > 0 && this.busySince > 0 && now - this.busySince > t.queryTimeoutMs) {
+      this.fail(fatal(SqlState.queryCanceled, 'query_timeout: query ran longer than query_timeout', { hint: 'raise query_timeout, or set a server-side statement_timeout below it' }));
+    } else if (t.idleTransactionTimeoutMs > 0 && this.idleInTransactionSince > 0 && now - this.idleInTransactionSince > t.idleTransactionTimeoutMs) {
+      this.fail(fatal(SqlState.idleInTransactionTimeout, 'idle_transaction_timeout: client was idle in a transaction too long'));
+    } else if (t.clientIdleTimeoutMs > 0 && this.busySince === 0 && this.idleInTransactionSince === 0 && now - this.lastActivity > t.clientIdleTimeoutMs) {
+      this.fail(fatal(SqlState.idleSessionTimeout, 'client_idle_timeout: client was idle too long'));
+    }
   }
 
   // --- the end

@@ -1,18 +1,28 @@
-// All pools, one per (database, user), created on first use.
+// All pools, one per (database, user), created on first use, and the limits
+// they share: max_db_connections per database, max_user_connections per user.
 import type { Logger } from '../log/logger.js';
-import { Pool, type PoolSettings } from './pool.js';
+import { Pool, type PoolLimits, type PoolSettings } from './pool.js';
 import type { ServerAddress } from './server.js';
 
-export class PoolManager {
+export interface SharedLimits {
+  maxDbConnections: number;
+  /** Per-user cap: the users: entry's max_user_connections, else the global one (0 = none). */
+  maxUserConnections: (user: string) => number;
+}
+
+export class PoolManager implements PoolLimits {
   private readonly pools = new Map<string, Pool>();
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly limits: SharedLimits,
+  ) {}
 
   get(database: string, address: ServerAddress, settings: PoolSettings): Pool {
     const key = `${database}\0${address.user}`;
     let pool = this.pools.get(key);
     if (!pool) {
-      pool = new Pool(`${database}/${address.user}`, address, settings, this.log.child({ pool: `${database}/${address.user}` }));
+      pool = new Pool(database, address, settings, this, this.log.child({ pool: `${database}/${address.user}` }));
       this.pools.set(key, pool);
     }
     return pool;
@@ -22,7 +32,32 @@ export class PoolManager {
     return this.pools.values();
   }
 
+  mayOpen(pool: Pool): boolean {
+    const { maxDbConnections } = this.limits;
+    if (maxDbConnections > 0 && this.sum((p) => p.database === pool.database) >= maxDbConnections) return false;
+    const maxUser = this.limits.maxUserConnections(pool.address.user);
+    if (maxUser > 0 && this.sum((p) => p.address.user === pool.address.user) >= maxUser) return false;
+    return true;
+  }
+
+  released(pool: Pool): void {
+    if (this.limits.maxDbConnections === 0 && this.limits.maxUserConnections(pool.address.user) === 0) return;
+    for (const other of this.pools.values()) {
+      if (other !== pool && other.hasWaiters && (other.database === pool.database || other.address.user === pool.address.user)) other.wake();
+    }
+  }
+
+  tick(now: number): void {
+    for (const pool of this.pools.values()) pool.tick(now);
+  }
+
   closeAll(): void {
     for (const pool of this.pools.values()) pool.closeAll();
+  }
+
+  private sum(match: (p: Pool) => boolean): number {
+    let n = 0;
+    for (const p of this.pools.values()) if (match(p)) n += p.total;
+    return n;
   }
 }

@@ -1,6 +1,7 @@
 // One pool per (database, user): idle servers, servers in use, and clients
-// waiting in FIFO order for one. A server is in exactly one place; moves happen
-// in acquire/release/discard only.
+// waiting in FIFO order for one. A server is in exactly one place (idle,
+// active, or being opened); it moves in acquire/release/discard and the
+// janitor's tick only.
 import type { Logger } from '../log/logger.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { ServerCredentials } from './server-login.js';
@@ -8,17 +9,33 @@ import { ServerConnection, type ServerAddress } from './server.js';
 
 export interface PoolSettings {
   size: number;
+  minSize: number;
+  reserveSize: number;
+  reserveTimeoutMs: number;
   connectTimeoutMs: number;
+  loginRetryMs: number;
   waitTimeoutMs: number;
+  lifetimeMs: number;
+  idleTimeoutMs: number;
+  checkQuery: string;
+  checkDelayMs: number;
   resetQuery: string;
   /** Cap of renamed prepared statements per server (transaction pooling); 0 when not renaming. */
   maxPrepared: number;
+}
+
+/** Limits shared between pools (max_db_connections, max_user_connections). */
+export interface PoolLimits {
+  mayOpen(pool: Pool): boolean;
+  /** A server of `pool` closed: pools held back by a shared limit may go on. */
+  released(pool: Pool): void;
 }
 
 interface Waiter {
   resolve: (server: ServerConnection) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout | null;
+  since: number;
 }
 
 export class Pool {
@@ -28,30 +45,41 @@ export class Pool {
   private readonly waiters: Waiter[] = [];
   private connecting = 0;
   private credentials: ServerCredentials | null = null;
+  private retryAt = 0;
+  private lastLoginError: Error | null = null;
 
   constructor(
-    readonly name: string,
+    readonly database: string,
     readonly address: ServerAddress,
     private readonly settings: PoolSettings,
+    private readonly limits: PoolLimits,
     private readonly log: Logger,
   ) {}
+
+  get name(): string {
+    return `${this.database}/${this.address.user}`;
+  }
 
   get stats(): { idle: number; active: number; waiting: number; connecting: number } {
     return { idle: this.idle.length, active: this.active.size, waiting: this.waiters.length, connecting: this.connecting };
   }
 
+  /** Servers open or being opened. */
+  get total(): number {
+    return this.idle.length + this.active.size + this.connecting;
+  }
+
   /** Remembers how to log in as this pool's user (from the latest successful client login). */
   setCredentials(credentials: ServerCredentials): void {
     this.credentials = credentials;
+    this.fill();
   }
 
-  /** A server for one client: idle first, else a new one if under size, else wait in line. */
+  /** A server for one client: idle first, else a new one if limits allow, else wait in line. */
   acquire(): Promise<ServerConnection> {
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, timer: null };
-      if (this.settings.waitTimeoutMs > 0) {
-        waiter.timer = setTimeout(() => this.expire(waiter), this.settings.waitTimeoutMs);
-      }
+      const waiter: Waiter = { resolve, reject, timer: null, since: Date.now() };
+      if (this.settings.waitTimeoutMs > 0) waiter.timer = setTimeout(() => this.expire(waiter), this.settings.waitTimeoutMs);
       this.waiters.push(waiter);
       this.pump();
     });
@@ -61,9 +89,9 @@ export class Pool {
   release(server: ServerConnection, reset: boolean): void {
     this.active.delete(server);
     server.attach(null);
-    if (!server.isClean) {
-      server.close();
-      this.pump();
+    server.lastUsedAt = Date.now();
+    if (!server.isClean || server.expiresAt <= Date.now()) {
+      this.close(server);
       return;
     }
     if (!reset || this.settings.resetQuery === '') {
@@ -80,8 +108,7 @@ export class Pool {
       (err: Error) => {
         this.log.warn({ server: server.id, err: err.message }, 'server_reset_query failed; closing the server');
         this.active.delete(server);
-        server.close();
-        this.pump();
+        this.close(server);
       },
     );
   }
@@ -90,8 +117,30 @@ export class Pool {
   discard(server: ServerConnection): void {
     this.active.delete(server);
     server.attach(null);
-    server.close();
+    this.close(server);
+  }
+
+  /** Timers, once a second: idle timeout, lifetime, min_pool_size, reserve pool. */
+  tick(now: number): void {
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const s = this.idle[i]!;
+      const idleTooLong = this.settings.idleTimeoutMs > 0 && now - s.lastUsedAt > this.settings.idleTimeoutMs && this.total > this.settings.minSize;
+      if (s.closed || s.expiresAt <= now || idleTooLong) {
+        this.idle.splice(i, 1);
+        this.close(s);
+      }
+    }
+    this.fill();
     this.pump();
+  }
+
+  /** Called by the limits when another pool freed a shared slot. */
+  wake(): void {
+    this.pump();
+  }
+
+  get hasWaiters(): boolean {
+    return this.waiters.length > 0;
   }
 
   closeAll(): void {
@@ -110,25 +159,84 @@ export class Pool {
     this.pump();
   }
 
+  private close(server: ServerConnection): void {
+    server.close();
+    this.limits.released(this);
+    this.pump();
+  }
+
   private pump(): void {
     while (this.waiters.length > 0) {
       const server = this.takeIdle();
       if (!server) break;
-      const waiter = this.waiters.shift()!;
       this.active.add(server);
-      this.settle(waiter, null, server);
+      if (this.needsCheck(server)) this.check(server);
+      else this.settle(this.waiters.shift()!, null, server);
     }
-    const total = this.idle.length + this.active.size + this.connecting;
+    if (this.waiters.length === 0) return;
+    if (Date.now() < this.retryAt) {
+      // Logins have been failing: fail fast instead of queueing behind server_login_retry.
+      if (this.active.size === 0 && this.connecting === 0) {
+        const err = fatal(SqlState.connectionFailure, 'server login has been failing, try again later (server_login_retry)', { detail: this.lastLoginError?.message });
+        for (const w of this.waiters.splice(0)) this.settle(w, err);
+      }
+      return;
+    }
     const wanted = this.waiters.length - this.connecting;
-    for (let i = 0; i < Math.min(wanted, this.settings.size - total); i++) this.open();
+    for (let i = 0; i < wanted && this.total < this.capacity(); i++) {
+      if (!this.limits.mayOpen(this)) break;
+      this.open();
+    }
+  }
+
+  /** pool_size, plus reserve_pool_size once a client has waited reserve_pool_timeout. */
+  private capacity(): number {
+    const oldest = this.waiters[0];
+    const reserve = this.settings.reserveSize > 0 && oldest !== undefined && Date.now() - oldest.since >= this.settings.reserveTimeoutMs;
+    return this.settings.size + (reserve ? this.settings.reserveSize : 0);
+  }
+
+  /** Opens servers up to min_pool_size once credentials are known. */
+  private fill(): void {
+    if (!this.credentials || Date.now() < this.retryAt) return;
+    while (this.total < Math.min(this.settings.minSize, this.settings.size) && this.limits.mayOpen(this)) this.open();
   }
 
   private takeIdle(): ServerConnection | null {
     for (;;) {
       const server = this.idle.pop();
       if (!server) return null;
-      if (!server.closed) return server;
+      if (server.closed) continue;
+      if (server.expiresAt <= Date.now()) {
+        this.close(server);
+        continue;
+      }
+      return server;
     }
+  }
+
+  private needsCheck(server: ServerConnection): boolean {
+    return this.settings.checkQuery !== '' && Date.now() - server.lastUsedAt >= this.settings.checkDelayMs;
+  }
+
+  // server_check_query on a server idle longer than server_check_delay, before a client gets it.
+  private check(server: ServerConnection): void {
+    server.runInternal(this.settings.checkQuery).then(
+      () => {
+        server.lastUsedAt = Date.now();
+        const waiter = this.waiters.shift();
+        if (waiter) this.settle(waiter, null, server);
+        else {
+          this.active.delete(server);
+          this.makeIdle(server);
+        }
+      },
+      (err: Error) => {
+        this.log.info({ server: server.id, err: err.message }, 'server_check_query failed; closing the server');
+        this.active.delete(server);
+        this.close(server);
+      },
+    );
   }
 
   private open(): void {
@@ -138,13 +246,19 @@ export class Pool {
     ServerConnection.connect(this.address, credentials, this.settings.connectTimeoutMs, this.settings.maxPrepared).then(
       (server) => {
         this.connecting--;
+        this.retryAt = 0;
+        // Jittered so that servers opened together are not all closed together.
+        server.expiresAt = this.settings.lifetimeMs > 0 ? server.createdAt + this.settings.lifetimeMs * (0.85 + 0.15 * Math.random()) : Infinity;
         server.stream.on('close', () => this.forget(server));
-        this.log.debug({ server: server.id, pool: this.name }, 'server connection opened');
+        this.log.debug({ server: server.id }, 'server connection opened');
         this.makeIdle(server);
       },
       (err: Error) => {
         this.connecting--;
-        this.log.warn({ pool: this.name, err: err.message }, 'server connection failed');
+        this.limits.released(this);
+        this.lastLoginError = err;
+        if (this.settings.loginRetryMs > 0) this.retryAt = Date.now() + this.settings.loginRetryMs;
+        this.log.warn({ err: err.message }, 'server connection failed');
         // Nobody else can serve them soon: fail every waiter rather than let them hang.
         const doomed = this.active.size === 0 ? this.waiters.splice(0) : this.waiters.splice(0, 1);
         for (const w of doomed) this.settle(w, err);
@@ -155,7 +269,7 @@ export class Pool {
   private forget(server: ServerConnection): void {
     const i = this.idle.indexOf(server);
     if (i >= 0) this.idle.splice(i, 1);
-    this.active.delete(server);
+    if (this.active.delete(server) || i >= 0) this.limits.released(this);
   }
 
   private expire(waiter: Waiter): void {

@@ -43,6 +43,8 @@ export class ServerConnection implements FrameSink {
   readonly id = nextId++;
   readonly createdAt = Date.now();
   lastUsedAt = Date.now();
+  /** When the pool closes it instead of reusing it (server_lifetime, jittered). */
+  expiresAt = Infinity;
   /** Parameters as this server currently has them (from ParameterStatus, and as we set unreported ones). */
   readonly params: Map<string, string>;
   /** Parameters as reported at login: the session defaults. */

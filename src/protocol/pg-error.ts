@@ -13,6 +13,8 @@ export const SqlState = {
   featureNotSupported: '0A000',
   insufficientPrivilege: '42501',
   queryCanceled: '57014',
+  idleInTransactionTimeout: '25P03',
+  idleSessionTimeout: '57P05',
   adminShutdown: '57P01',
   cannotConnectNow: '57P03',
   configurationError: 'F0000',
