@@ -32,12 +32,22 @@ export class PoolManager implements PoolLimits {
     return this.pools.values();
   }
 
+  /** Whether `pool` may open a server; at a shared limit, an idle server of a sibling pool is closed to make room (as PgBouncer does). */
   mayOpen(pool: Pool): boolean {
     const { maxDbConnections } = this.limits;
-    if (maxDbConnections > 0 && this.sum((p) => p.database === pool.database) >= maxDbConnections) return false;
+    const sameDb = (p: Pool): boolean => p.database === pool.database;
+    if (maxDbConnections > 0 && this.sum(sameDb) >= maxDbConnections && !(this.evict(pool, sameDb) && this.sum(sameDb) < maxDbConnections)) return false;
     const maxUser = this.limits.maxUserConnections(pool.address.user);
-    if (maxUser > 0 && this.sum((p) => p.address.user === pool.address.user) >= maxUser) return false;
+    const sameUser = (p: Pool): boolean => p.address.user === pool.address.user;
+    if (maxUser > 0 && this.sum(sameUser) >= maxUser && !(this.evict(pool, sameUser) && this.sum(sameUser) < maxUser)) return false;
     return true;
+  }
+
+  private evict(pool: Pool, sibling: (p: Pool) => boolean): boolean {
+    for (const other of this.pools.values()) {
+      if (other !== pool && sibling(other) && other.evictIdle()) return true;
+    }
+    return false;
   }
 
   released(pool: Pool): void {

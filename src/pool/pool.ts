@@ -90,6 +90,7 @@ export class Pool {
     this.active.delete(server);
     server.attach(null);
     server.lastUsedAt = Date.now();
+    server.used = true;
     if (!server.isClean || server.expiresAt <= Date.now()) {
       this.close(server);
       return;
@@ -150,6 +151,14 @@ export class Pool {
     for (const w of this.waiters.splice(0)) this.settle(w, new PgError({ severity: 'FATAL', code: SqlState.adminShutdown, message: 'pg-ingress is shutting down' }));
   }
 
+  /** Closes the least recently used idle server, for a pool held back by a shared limit. */
+  evictIdle(): boolean {
+    const victim = this.idle.shift();
+    if (!victim) return false;
+    victim.close();
+    return true;
+  }
+
   private makeIdle(server: ServerConnection): void {
     if (server.closed) {
       this.pump();
@@ -157,6 +166,8 @@ export class Pool {
     }
     this.idle.push(server);
     this.pump();
+    // Nobody here wants it: a pool waiting on a shared limit may evict it.
+    if (this.waiters.length === 0) this.limits.released(this);
   }
 
   private close(server: ServerConnection): void {
@@ -216,7 +227,8 @@ export class Pool {
   }
 
   private needsCheck(server: ServerConnection): boolean {
-    return this.settings.checkQuery !== '' && Date.now() - server.lastUsedAt >= this.settings.checkDelayMs;
+    // A server fresh from login needs no check (and checking it could loop on a failing check query).
+    return this.settings.checkQuery !== '' && server.used && Date.now() - server.lastUsedAt >= this.settings.checkDelayMs;
   }
 
   // server_check_query on a server idle longer than server_check_delay, before a client gets it.

@@ -43,6 +43,8 @@ export class ServerConnection implements FrameSink {
   readonly id = nextId++;
   readonly createdAt = Date.now();
   lastUsedAt = Date.now();
+  /** Has been handed to a client and given back at least once. */
+  used = false;
   /** When the pool closes it instead of reusing it (server_lifetime, jittered). */
   expiresAt = Infinity;
   /** Parameters as this server currently has them (from ParameterStatus, and as we set unreported ones). */

@@ -1,0 +1,155 @@
+// Framer/relay microbenchmark, no network: a realistic stream of server
+// messages cut into 16 KB chunks (as sockets deliver them) goes through the
+// proxy's Framer into a sink that does what ServerConnection's relay does:
+// count frames, track ReadyForQuery status, and coalesce consecutive frames of
+// a chunk into one forwarded slice.
+import { Framer, type FrameSink } from '../../src/protocol/framer.js';
+
+const CHUNK = 16 * 1024;
+const Z = 0x5a;
+
+function message(type: string, body: Buffer): Buffer {
+  const head = Buffer.allocUnsafe(5);
+  head[0] = type.charCodeAt(0);
+  head.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([head, body]);
+}
+
+function int16(n: number): Buffer {
+  const b = Buffer.allocUnsafe(2);
+  b.writeInt16BE(n);
+  return b;
+}
+
+function int32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeInt32BE(n);
+  return b;
+}
+
+/** RowDescription: https://www.postgresql.org/docs/current/protocol-message-formats.html */
+function rowDescription(columns: { name: string; type: number; len: number }[]): Buffer {
+  const parts = [int16(columns.length)];
+  columns.forEach((c, i) => parts.push(Buffer.from(`${c.name}\0`), int32(16384), int16(i + 1), int32(c.type), int16(c.len), int32(-1), int16(0)));
+  return message('T', Buffer.concat(parts));
+}
+
+function dataRow(values: string[]): Buffer {
+  const parts = [int16(values.length)];
+  for (const v of values) {
+    const b = Buffer.from(v);
+    parts.push(int32(b.length), b);
+  }
+  return message('D', Buffer.concat(parts));
+}
+
+/** One query's response: T, D×rows, C, Z — and how many messages it is. */
+function response(columns: { name: string; type: number; len: number }[], rows: number, row: (i: number) => string[]): { bytes: Buffer; messages: number } {
+  const parts = [rowDescription(columns)];
+  for (let i = 0; i < rows; i++) parts.push(dataRow(row(i)));
+  parts.push(message('C', Buffer.from(`SELECT ${rows}\0`)), message('Z', Buffer.from('I')));
+  return { bytes: Buffer.concat(parts), messages: rows + 3 };
+}
+
+const INT4 = { type: 23, len: 4 };
+const SCENARIOS: { name: string; make: () => { bytes: Buffer; messages: number } }[] = [
+  { name: 'pgbench -S reply (T, 1 D, C, Z)', make: () => response([{ name: 'abalance', ...INT4 }], 1, () => ['-4213']) },
+  {
+    name: '100-row result, 4 columns (T, 100 D, C, Z)',
+    make: () =>
+      response(
+        [{ name: 'aid', ...INT4 }, { name: 'bid', ...INT4 }, { name: 'abalance', ...INT4 }, { name: 'filler', type: 1042, len: -1 }],
+        100,
+        (i) => [String(100_000 + i), String(1 + (i % 10)), String((i * 7919) % 5000 - 2500), ' '.repeat(84)],
+      ),
+  },
+  { name: '1 row of 200 kB (frames span chunks)', make: () => response([{ name: 'doc', type: 25, len: -1 }], 1, () => ['x'.repeat(200_000)]) },
+];
+
+class RelaySink implements FrameSink {
+  frames = 0;
+  readies = 0;
+  status = 0;
+  forwardedBytes = 0;
+  forwards = 0;
+  chunk: Buffer | null = null;
+  private runStart = 0;
+  private runEnd = 0;
+
+  onFrame(type: number, buf: Buffer, start: number, end: number): void {
+    this.frames++;
+    if (type === Z) {
+      this.status = buf[start + 5]!;
+      this.readies++;
+    }
+    if (buf === this.chunk && start === this.runEnd && this.runEnd > this.runStart) {
+      this.runEnd = end;
+    } else {
+      this.flush();
+      if (buf === this.chunk) {
+        this.runStart = start;
+        this.runEnd = end;
+      } else {
+        this.forward(buf.subarray(start, end)); // assembled across chunks
+      }
+    }
+  }
+
+  flush(): void {
+    const chunk = this.chunk;
+    if (chunk && this.runEnd > this.runStart) this.forward(this.runStart === 0 && this.runEnd === chunk.length ? chunk : chunk.subarray(this.runStart, this.runEnd));
+    this.runStart = this.runEnd = 0;
+  }
+
+  private forward(b: Buffer): void {
+    this.forwards++;
+    this.forwardedBytes += b.length;
+  }
+}
+
+export interface FramerResult {
+  name: string;
+  mbPerSec: number;
+  nsPerMessage: number;
+  messages: number;
+}
+
+export function runFramerBench(secondsPerScenario: number): FramerResult[] {
+  const results: FramerResult[] = [];
+  for (const scenario of SCENARIOS) {
+    const one = scenario.make();
+    const repeat = Math.max(1, Math.ceil((4 << 20) / one.bytes.length));
+    const stream = Buffer.concat(Array.from({ length: repeat }, () => one.bytes));
+    const messagesPerPass = one.messages * repeat;
+    // Separate buffers per chunk, as a socket delivers them.
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < stream.length; i += CHUNK) chunks.push(Buffer.from(stream.subarray(i, i + CHUNK)));
+    const framer = new Framer(1 << 30);
+    const sink = new RelaySink();
+    const pass = (): void => {
+      for (const chunk of chunks) {
+        sink.chunk = chunk;
+        framer.push(chunk, sink);
+        sink.flush();
+      }
+      sink.chunk = null;
+    };
+    for (let i = 0; i < 3; i++) pass(); // warm-up (JIT)
+    sink.frames = sink.readies = sink.forwardedBytes = 0;
+    let passes = 0;
+    const t0 = process.hrtime.bigint();
+    const budget = BigInt(Math.round(secondsPerScenario * 1e9));
+    let elapsed = 0n;
+    do {
+      pass();
+      passes++;
+      elapsed = process.hrtime.bigint() - t0;
+    } while (elapsed < budget);
+    const ns = Number(elapsed);
+    if (sink.frames !== messagesPerPass * passes || sink.readies !== repeat * passes || sink.forwardedBytes !== stream.length * passes || sink.status !== 0x49) {
+      throw new Error(`framer bench "${scenario.name}": sink saw ${sink.frames} frames / ${sink.forwardedBytes} bytes, expected ${messagesPerPass * passes} / ${stream.length * passes}`);
+    }
+    results.push({ name: scenario.name, mbPerSec: (stream.length * passes) / (ns / 1e9) / 1e6, nsPerMessage: ns / (messagesPerPass * passes), messages: messagesPerPass * passes });
+  }
+  return results;
+}

@@ -1,0 +1,205 @@
+// The benchmark's world: a throwaway PostgreSQL (the test harness) with pgbench
+// tables and TLS, a CA-issued server certificate shared by every target, and
+// helpers that start PgBouncer and pg-ingress as separate processes configured alike.
+import { execFile, execFileSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { adminSql, freePort, startCluster, USERS, type ClusterInfo } from '../../test/harness/postgres.js';
+import { createCa } from '../../src/tls/certificates.js';
+import { onCleanup } from './cleanup.js';
+import { RAISE_FD_LIMIT, startDaemon, waitForPort, type Daemon } from './daemon.js';
+import { openFileLimit, processTree } from './proc.js';
+
+const run = promisify(execFile);
+
+export const PGBOUNCER_BIN = '/usr/sbin/pgbouncer';
+export const POOL_SIZE = 20;
+export const MAX_CLIENT_CONN = 10_000;
+/** Database names on both proxies; direct connections use app1. */
+export const DB = { tx: 'bench_tx', session: 'bench_session', upstream: 'app1' } as const;
+
+export interface World {
+  cluster: ClusterInfo;
+  work: string;
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  repoRoot: string;
+}
+
+const asRoot = process.getuid?.() === 0;
+
+function idOf(flag: '-u' | '-g', user: string): number {
+  return Number(execFileSync('id', [flag, user], { encoding: 'utf8' }).trim());
+}
+
+function giveToPostgres(path: string): void {
+  if (asRoot) chownSync(path, idOf('-u', 'postgres'), idOf('-g', 'postgres'));
+}
+
+export async function setupWorld(opts: { scale: number; log: (s: string) => void }): Promise<World> {
+  const repoRoot = resolve(import.meta.dirname, '../../../..'); // bench/dist/bench/lib -> repository root
+  const work = mkdtempSync(join(tmpdir(), 'pg-ingress-bench-'));
+  onCleanup('work dir', () => rmSync(work, { recursive: true, force: true }));
+  giveToPostgres(work); // PgBouncer runs as postgres and writes its log here
+  mkdirSync(join(work, 'pgbench-logs'));
+
+  opts.log('starting PostgreSQL (test harness)…');
+  const [cluster, ca] = await Promise.all([startCluster(), createCa('pg-ingress bench CA')]);
+  const { stop, ...info } = cluster;
+  onCleanup('postgres', stop);
+
+  const leaf = await ca.issue(['localhost', '127.0.0.1']);
+  const caFile = join(work, 'ca.pem');
+  const certFile = join(work, 'server.crt');
+  const keyFile = join(work, 'server.key');
+  writeFileSync(caFile, ca.cert);
+  writeFileSync(certFile, leaf.cert);
+  writeFileSync(keyFile, leaf.key, { mode: 0o600 });
+  for (const f of [caFile, certFile, keyFile]) giveToPostgres(f); // postgres insists on owning its key (0600)
+
+  // Direct TLS: PostgreSQL serves the same certificate.
+  await adminSql(info, `ALTER SYSTEM SET ssl_cert_file = '${certFile}'`);
+  await adminSql(info, `ALTER SYSTEM SET ssl_key_file = '${keyFile}'`);
+  await adminSql(info, 'ALTER SYSTEM SET ssl = on');
+  await adminSql(info, 'SELECT pg_reload_conf()');
+
+  opts.log(`pgbench -i -s ${opts.scale} on ${DB.upstream}…`);
+  await run('pgbench', ['-i', '-q', '-s', String(opts.scale), '-h', info.socketDir, '-p', String(info.port), '-U', USERS.superuser.name, DB.upstream], { maxBuffer: 1 << 24 });
+  await adminSql(info, `GRANT SELECT, INSERT, UPDATE ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO ${USERS.scram.name}`, DB.upstream);
+
+  const world: World = { cluster: info, work, caFile, certFile, keyFile, repoRoot };
+  const ssl = await checkLogin(world, info.port, DB.upstream, true);
+  if (ssl !== null) throw new Error(`PostgreSQL did not accept a TLS login after ssl = on: ${ssl}`);
+  return world;
+}
+
+/** One psql login as app_scram; null if it worked, else the error text. */
+export async function checkLogin(world: World, port: number, db: string, tls: boolean): Promise<string | null> {
+  try {
+    await run('psql', ['-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(port), '-U', USERS.scram.name, '-d', db, '-c', 'SELECT count(*) FROM pgbench_branches'], {
+      env: clientEnv(world, tls),
+      timeout: 30_000,
+    });
+    return null;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    return (e.stderr || e.message).trim();
+  }
+}
+
+/** libpq environment for app_scram: password, TLS mode, nothing inherited that could redirect it. */
+export function clientEnv(world: World, tls: boolean): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: world.work, // no ~/.pgpass, ~/.postgresql/*
+    PGPASSWORD: USERS.scram.password,
+    PGSSLMODE: tls ? 'require' : 'disable',
+    PGSSLROOTCERT: world.caFile,
+    PGGSSENCMODE: 'disable',
+    PGCONNECT_TIMEOUT: '60',
+  };
+}
+
+function upstreamDsn(world: World, poolMode: 'transaction' | 'session'): string {
+  return `host=127.0.0.1 port=${world.cluster.port} dbname=${DB.upstream} pool_mode=${poolMode} pool_size=${POOL_SIZE}`;
+}
+
+export interface ProxyProcess {
+  daemon: Daemon;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export function havePgbouncer(): boolean {
+  return existsSync(PGBOUNCER_BIN);
+}
+
+/** PgBouncer as the postgres OS user (it refuses root), TLS and auth_query as pg-ingress. */
+export async function startPgbouncer(world: World, name: string): Promise<ProxyProcess> {
+  const port = await freePort();
+  const dir = world.work;
+  const userlist = join(dir, 'userlist.txt');
+  writeFileSync(userlist, `"${USERS.auth.name}" "${USERS.auth.password}"\n`, { mode: 0o600 });
+  giveToPostgres(userlist);
+  const ini = join(dir, `${name}.ini`);
+  writeFileSync(
+    ini,
+    [
+      '[databases]',
+      `${DB.tx} = ${upstreamDsn(world, 'transaction')}`,
+      `${DB.session} = ${upstreamDsn(world, 'session')}`,
+      '',
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      `logfile = ${join(dir, `${name}.log`)}`,
+      'auth_type = scram-sha-256',
+      `auth_file = ${userlist}`,
+      `auth_user = ${USERS.auth.name}`,
+      'auth_query = SELECT username, password FROM pgbouncer.get_auth($1)',
+      'client_tls_sslmode = require',
+      `client_tls_cert_file = ${world.certFile}`,
+      `client_tls_key_file = ${world.keyFile}`,
+      'server_tls_sslmode = disable',
+      `default_pool_size = ${POOL_SIZE}`,
+      `max_client_conn = ${MAX_CLIENT_CONN}`,
+      'server_reset_query = DISCARD ALL',
+      'ignore_startup_parameters = extra_float_digits',
+      'listen_backlog = 511',
+      'log_connections = 0',
+      'log_disconnections = 0',
+      '',
+    ].join('\n'),
+  );
+  giveToPostgres(ini);
+  const command = asRoot ? 'runuser' : 'sh';
+  const args = asRoot ? ['-u', 'postgres', '--', 'sh', '-c', RAISE_FD_LIMIT, 'sh', PGBOUNCER_BIN, ini] : ['-c', RAISE_FD_LIMIT, 'sh', PGBOUNCER_BIN, ini];
+  const daemon = startDaemon(name, command, args, join(dir, `${name}.out`), { PATH: process.env.PATH }, '/');
+  await waitForPort(port, daemon);
+  return { daemon, port, stop: () => daemon.stop() };
+}
+
+/** pg-ingress through its CLI with a generated YAML config. */
+export async function startPgIngress(world: World, name: string): Promise<ProxyProcess> {
+  const port = await freePort();
+  const yaml = join(world.work, `${name}.yaml`);
+  const q = (s: string): string => JSON.stringify(s);
+  writeFileSync(
+    yaml,
+    [
+      'listen_addr: 127.0.0.1',
+      `listen_port: ${port}`,
+      'client_tls_sslmode: require',
+      `client_tls_cert_file: ${q(world.certFile)}`,
+      `client_tls_key_file: ${q(world.keyFile)}`,
+      `auth_user: ${USERS.auth.name}`,
+      `auth_password: ${q(USERS.auth.password)}`,
+      'auth_query: "SELECT username, password FROM pgbouncer.get_auth($1)"',
+      `default_pool_size: ${POOL_SIZE}`,
+      `max_client_conn: ${MAX_CLIENT_CONN}`,
+      'server_reset_query: DISCARD ALL',
+      'log_level: warn',
+      'databases:',
+      `  ${DB.tx}: ${q(upstreamDsn(world, 'transaction'))}`,
+      `  ${DB.session}: ${q(upstreamDsn(world, 'session'))}`,
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  const bin = join(world.repoRoot, 'bin/pg-ingress.js');
+  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', process.execPath, bin, '--config', yaml], join(world.work, `${name}.out`), { PATH: process.env.PATH }, world.repoRoot);
+  await waitForPort(port, daemon);
+  return { daemon, port, stop: () => daemon.stop() };
+}
+
+/** Warns when a proxy could not get enough file descriptors for `clients`. */
+export function fdWarning(proxy: ProxyProcess, clients: number): string | null {
+  // PgBouncer sits under runuser: look at the process that actually listens (the deepest one).
+  const tree = processTree(proxy.daemon.pid);
+  const limit = openFileLimit(tree[tree.length - 1]!);
+  return limit !== null && limit < clients + 100 ? `${proxy.daemon.name}: open file limit ${limit} is below ${clients + 100}` : null;
+}

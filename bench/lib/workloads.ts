@@ -1,0 +1,47 @@
+// What is measured, and against what. Workload ids are what `--only` takes.
+import type { ProxyProcess } from './setup.js';
+
+export type TargetId = 'direct' | 'direct-tls' | 'pgbouncer' | 'pg-ingress';
+
+export interface Workload {
+  id: string;
+  title: string;
+  clients: number;
+  pool: 'tx' | 'session';
+  args: readonly string[];
+  /** Run against PostgreSQL directly too (not for 1000 clients: max_connections is 300). */
+  direct: boolean;
+  /** Errors here are the expected outcome for some targets (reported, not a failure). */
+  errorsExpectedFor?: readonly TargetId[];
+}
+
+export function workloads(bigClients: number): Workload[] {
+  return [
+    { id: 'select-tx-10', title: '`-S`, 10 clients, transaction pool', clients: 10, pool: 'tx', args: ['-S'], direct: true },
+    { id: 'select-tx-100', title: '`-S`, 100 clients, pool 20, transaction', clients: 100, pool: 'tx', args: ['-S'], direct: true },
+    { id: 'select-session-10', title: '`-S`, 10 clients, session pool', clients: 10, pool: 'session', args: ['-S'], direct: true },
+    { id: 'tpcb-session-20', title: 'TPC-B-like, 20 clients, session pool', clients: 20, pool: 'session', args: [], direct: true },
+    { id: 'connect-select-10', title: '`-C -S` (new TLS + SCRAM login per tx), 10 clients, transaction pool', clients: 10, pool: 'tx', args: ['-C', '-S'], direct: true },
+    {
+      id: 'prepared-tx-10',
+      title: '`-M prepared -S`, 10 clients, transaction pool',
+      clients: 10,
+      pool: 'tx',
+      args: ['-M', 'prepared', '-S'],
+      direct: true,
+      errorsExpectedFor: ['pgbouncer'], // PgBouncer < 1.21 does not track prepared statements
+    },
+    { id: 'select-tx-big', title: `\`-S\`, ${bigClients} clients, pool 20, transaction`, clients: bigClients, pool: 'tx', args: ['-S'], direct: false },
+  ];
+}
+
+export interface Target {
+  id: TargetId;
+  label: string;
+  tls: boolean;
+  port: number;
+  /** The proxy process (null for PostgreSQL itself). */
+  proxy: ProxyProcess | null;
+  /** Starts the proxy again after it died (proxies only). */
+  restart: (() => Promise<ProxyProcess>) | null;
+}
