@@ -134,3 +134,38 @@ export function errorFields(body: Buffer): Record<string, string> {
   }
   return out;
 }
+
+/**
+ * Logs in over TLS with SCRAM as a real client would, then hands back the
+ * connection after ReadyForQuery: for tests that send hand-made message batches.
+ */
+export async function rawLogin(port: number, database: string, user: string, password: string): Promise<RawConn> {
+  const { PasswordClient } = await import('../unit/auth/password-client.js');
+  const c = await RawConn.connect(port);
+  c.write(sslRequest());
+  if ((await c.byte()) !== 'S') throw new Error('no TLS');
+  await c.startTls();
+  c.write(startup({ user, database }));
+  const scram = new PasswordClient(password, { nonce: 'raw-test-nonce-0123456789' });
+  for (;;) {
+    const m = await c.message();
+    if (!m) throw new Error('closed during login');
+    if (m.type === 'E') throw new Error(`login failed: ${errorFields(m.body).M}`);
+    if (m.type === 'Z') return c;
+    if (m.type !== 'R') continue;
+    const code = m.body.readInt32BE(0);
+    if (code === 10) c.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.first().toString()));
+    if (code === 11) c.write(serialize.sendSCRAMClientFinalMessage(scram.final(m.body.subarray(4)).toString()));
+  }
+}
+
+/** Reads messages until ReadyForQuery; returns their type letters. */
+export async function typesUntilReady(c: RawConn): Promise<string[]> {
+  const types: string[] = [];
+  for (;;) {
+    const m = await c.message();
+    if (!m) throw new Error('closed');
+    types.push(m.type);
+    if (m.type === 'Z') return types;
+  }
+}

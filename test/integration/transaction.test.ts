@@ -7,9 +7,11 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import postgres from 'postgres';
+import { serialize } from 'pg-protocol';
 import type { RunningProxy } from '../../src/proxy.js';
 import { adminSql, USERS } from '../harness/postgres.js';
 import { conninfo, pgOptions, startTestProxy, testEnv, withClient } from '../harness/proxy.js';
+import { rawLogin, typesUntilReady } from '../harness/raw.js';
 
 const run = promisify(execFile);
 const user = USERS.scram;
@@ -175,6 +177,33 @@ describe('named prepared statements', () => {
     expect(stdout).toMatch(/number of transactions actually processed: 1000\/1000/);
     expect(stdout).toMatch(/number of failed transactions: 0/);
   }, 120_000);
+});
+
+describe('pipelines', () => {
+  it('keeps a hand-made pipeline in sync when a Parse fails mid-batch', async () => {
+    const c = await rawLogin(proxy.port, 'one', user.name, user.password);
+    try {
+      const batch = (...parts: Buffer[]): void => c.write(Buffer.concat(parts));
+      const run = (stmt: string): Buffer[] => [serialize.bind({ statement: stmt }), serialize.execute({})];
+      batch(
+        serialize.parse({ name: 'good1', text: 'SELECT 1' }),
+        ...run('good1'),
+        serialize.parse({ name: 'bad', text: 'SELEC 2' }),
+        ...run('bad'),
+        serialize.parse({ name: 'good3', text: 'SELECT 3' }),
+        serialize.sync(),
+      );
+      expect(await typesUntilReady(c)).toEqual(['1', '2', 'D', 'C', 'E', 'Z']);
+      batch(...run('good1'), serialize.sync(), ...run('good1'), serialize.sync());
+      expect(await typesUntilReady(c)).toEqual(['2', 'D', 'C', 'Z']);
+      expect(await typesUntilReady(c)).toEqual(['2', 'D', 'C', 'Z']);
+      // The same text prepared under a second name is answered in order with a ParseComplete.
+      batch(serialize.parse({ name: 'again1', text: 'SELECT 1' }), ...run('again1'), serialize.close({ type: 'S', name: 'again1' }), serialize.sync());
+      expect(await typesUntilReady(c)).toEqual(['1', '2', 'D', 'C', '3', 'Z']);
+    } finally {
+      c.end();
+    }
+  });
 });
 
 describe('COPY', () => {
