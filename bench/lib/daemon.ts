@@ -20,7 +20,18 @@ export interface Daemon {
   logTail(lines?: number): string;
 }
 
-export function startDaemon(name: string, command: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env, cwd?: string): Daemon {
+export interface DaemonOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /**
+   * Signal the descendants before the root: for a wrapper such as runuser, which on
+   * SIGTERM waits 2 s before it kills its child, but exits at once when the child does.
+   */
+  stopChildrenFirst?: boolean;
+}
+
+export function startDaemon(name: string, command: string, args: string[], logFile: string, opts: DaemonOptions = {}): Daemon {
+  const { env = process.env, cwd, stopChildrenFirst = false } = opts;
   const fd = openSync(logFile, 'a');
   const child: ChildProcess = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd], env, cwd });
   closeSync(fd);
@@ -36,14 +47,21 @@ export function startDaemon(name: string, command: string, args: string[], logFi
       unregister();
       if (daemon.exit) return;
       const tree = processTree(pid);
-      signalGroup(pid, 'SIGTERM');
-      const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 5000).unref());
-      if ((await Promise.race([exited, timeout])) === 'timeout') {
+      const t0 = Date.now();
+      const wait = (ms: number): Promise<'exited' | 'timeout'> => Promise.race([exited.then(() => 'exited' as const), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref())]);
+      if (stopChildrenFirst && tree.length > 1) {
+        for (const p of tree.slice(1)) signal(p, 'SIGTERM');
+        if ((await wait(1500)) === 'timeout') signalGroup(pid, 'SIGTERM');
+      } else {
+        signalGroup(pid, 'SIGTERM');
+      }
+      if ((await wait(5000)) === 'timeout') {
         signalGroup(pid, 'SIGKILL');
         for (const p of tree) signal(p, 'SIGKILL');
         await exited;
       }
       for (const p of tree.slice(1)) signal(p, 'SIGKILL'); // anything that left the group
+      if (Date.now() - t0 > 1000) process.stderr.write(`[bench] note: ${name} took ${((Date.now() - t0) / 1000).toFixed(1)} s to stop after SIGTERM\n`);
     },
     logTail(lines = 20) {
       try {

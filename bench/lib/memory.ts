@@ -33,13 +33,13 @@ function medianRss(pid: number, samples: number, gapMs: number): Promise<number>
   })();
 }
 
-export async function measureIdle(world: World, proxy: ProxyProcess, clients: number, opts: { settleMs: number }): Promise<IdleResult> {
+export async function measureIdle(world: World, proxy: ProxyProcess, clients: number, opts: { settleMs: number; samples: number }): Promise<IdleResult> {
   const warning = fdWarning(proxy, clients);
   const login = await checkLogin(world, proxy.port, DB.tx, true); // warm-up: TLS context, auth_query, one server
   if (login !== null) return { clients, connected: 0, failed: clients, rssBefore: 0, rssAfter: 0, bytesPerClient: null, error: `warm-up login failed: ${login}`, warning };
   await sleep(opts.settleMs);
   const pid = proxy.daemon.pid;
-  const rssBefore = await medianRss(pid, 3, 200);
+  const rssBefore = await medianRss(pid, opts.samples, 200);
 
   const script = join(world.repoRoot, 'bench/dist/bench/idle-clients.js');
   const child = spawn('sh', ['-c', RAISE_FD_LIMIT, 'sh', process.execPath, script], {
@@ -76,7 +76,7 @@ export async function measureIdle(world: World, proxy: ProxyProcess, clients: nu
     result = { clients, connected: 0, failed: clients, rssBefore, rssAfter: 0, bytesPerClient: null, error: `idle client process failed: ${stderr.trim().split('\n').slice(-3).join(' ') || 'timeout'}`, warning };
   } else {
     await sleep(opts.settleMs);
-    const rssAfter = await medianRss(pid, 5, 400);
+    const rssAfter = await medianRss(pid, opts.samples, 400);
     result = {
       clients,
       connected: ready.connected,

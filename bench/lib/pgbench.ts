@@ -15,7 +15,9 @@ export interface CellSpec {
   env: NodeJS.ProcessEnv;
   clients: number;
   threads: number;
-  seconds: number;
+  /** `-T` (the clock includes the initial logins) or, if null, `-t` transactions per client. */
+  seconds: number | null;
+  transactionsPerClient?: number;
   args: readonly string[];
   logPrefix: string;
   /** Root pid of the proxy whose CPU time to account, if any. */
@@ -32,6 +34,8 @@ export interface CellResult {
   /** Proxy CPU seconds per 1000 transactions. */
   cpuPer1000: number | null;
   exitCode: number | null;
+  /** pgbench's "initial connection time" (not with -C). */
+  connectMs: number | null;
   /** First error line pgbench printed, if any. */
   error: string | null;
 }
@@ -46,7 +50,7 @@ export async function runPgbench(spec: CellSpec): Promise<CellResult> {
     '-n',
     '-c', String(spec.clients),
     '-j', String(Math.min(spec.threads, spec.clients)),
-    '-T', String(spec.seconds),
+    ...(spec.seconds !== null ? ['-T', String(spec.seconds)] : ['-t', String(spec.transactionsPerClient ?? 100)]),
     ...spec.args,
     '-l', '--log-prefix', spec.logPrefix,
     spec.db,
@@ -72,7 +76,7 @@ export async function runPgbench(spec: CellSpec): Promise<CellResult> {
     }
   });
   // pgbench stops by itself after -T; this is for a hung connect.
-  const killer = setTimeout(() => child.kill('SIGKILL'), (spec.seconds + 180) * 1000);
+  const killer = setTimeout(() => child.kill('SIGKILL'), ((spec.seconds ?? 60) + 180) * 1000);
   const exitCode = await new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   clearTimeout(killer);
   unregister();
@@ -105,6 +109,7 @@ export async function runPgbench(spec: CellSpec): Promise<CellResult> {
     abortedClients,
     cpuPer1000: spec.proxyPid !== null && transactions > 0 ? (cpuAfter - cpuBefore) / (transactions / 1000) : null,
     exitCode,
+    connectMs: num(/initial connection time = ([\d.]+) ms/),
     error: firstError,
   };
 }

@@ -91,7 +91,8 @@ export function renderReport(input: ReportInput): string {
     const pgb = input.cells.get(cellKey(w.id, 'pgbouncer'));
     const tls = input.cells.get(cellKey(w.id, 'direct-tls'));
     if (ing && pgb) {
-      out.push(`| ${w.title} | **pg-ingress / PgBouncer** | **${fmtRatio(ratio(ing.tps, pgb.tps))}** | ${fmtRatio(ratio(ing.avgMs, pgb.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, pgb.p99Ms))} | **${fmtRatio(ratio(ing.cpuPer1000, pgb.cpuPer1000))}** | |`);
+      const caveat = errorsText(pgb) ? 'PgBouncer had errors: not comparable' : '';
+      out.push(`| ${w.title} | **pg-ingress / PgBouncer** | **${fmtRatio(ratio(ing.tps, pgb.tps))}** | ${fmtRatio(ratio(ing.avgMs, pgb.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, pgb.p99Ms))} | **${fmtRatio(ratio(ing.cpuPer1000, pgb.cpuPer1000))}** | ${caveat} |`);
     }
     if (ing && tls) out.push(`| ${w.title} | **pg-ingress / direct TLS** | **${fmtRatio(ratio(ing.tps, tls.tps))}** | ${fmtRatio(ratio(ing.avgMs, tls.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, tls.p99Ms))} | | |`);
   }

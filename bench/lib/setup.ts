@@ -158,7 +158,7 @@ export async function startPgbouncer(world: World, name: string): Promise<ProxyP
   giveToPostgres(ini);
   const command = asRoot ? 'runuser' : 'sh';
   const args = asRoot ? ['-u', 'postgres', '--', 'sh', '-c', RAISE_FD_LIMIT, 'sh', PGBOUNCER_BIN, ini] : ['-c', RAISE_FD_LIMIT, 'sh', PGBOUNCER_BIN, ini];
-  const daemon = startDaemon(name, command, args, join(dir, `${name}.out`), { PATH: process.env.PATH }, '/');
+  const daemon = startDaemon(name, command, args, join(dir, `${name}.out`), { env: { PATH: process.env.PATH }, cwd: '/', stopChildrenFirst: true });
   await waitForPort(port, daemon);
   return { daemon, port, stop: () => daemon.stop() };
 }
@@ -191,7 +191,7 @@ export async function startPgIngress(world: World, name: string): Promise<ProxyP
     { mode: 0o600 },
   );
   const bin = join(world.repoRoot, 'bin/pg-ingress.js');
-  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', process.execPath, bin, '--config', yaml], join(world.work, `${name}.out`), { PATH: process.env.PATH }, world.repoRoot);
+  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', process.execPath, bin, '--config', yaml], join(world.work, `${name}.out`), { env: { PATH: process.env.PATH }, cwd: world.repoRoot });
   await waitForPort(port, daemon);
   return { daemon, port, stop: () => daemon.stop() };
 }

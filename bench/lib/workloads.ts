@@ -11,17 +11,19 @@ export interface Workload {
   args: readonly string[];
   /** Run against PostgreSQL directly too (not for 1000 clients: max_connections is 300). */
   direct: boolean;
+  /** Smoke runs use `-t` with this many transactions per client (a `-T` clock would include the logins). */
+  smokeTx: number;
   /** Errors here are the expected outcome for some targets (reported, not a failure). */
   errorsExpectedFor?: readonly TargetId[];
 }
 
 export function workloads(bigClients: number): Workload[] {
   return [
-    { id: 'select-tx-10', title: '`-S`, 10 clients, transaction pool', clients: 10, pool: 'tx', args: ['-S'], direct: true },
-    { id: 'select-tx-100', title: '`-S`, 100 clients, pool 20, transaction', clients: 100, pool: 'tx', args: ['-S'], direct: true },
-    { id: 'select-session-10', title: '`-S`, 10 clients, session pool', clients: 10, pool: 'session', args: ['-S'], direct: true },
-    { id: 'tpcb-session-20', title: 'TPC-B-like, 20 clients, session pool', clients: 20, pool: 'session', args: [], direct: true },
-    { id: 'connect-select-10', title: '`-C -S` (new TLS + SCRAM login per tx), 10 clients, transaction pool', clients: 10, pool: 'tx', args: ['-C', '-S'], direct: true },
+    { id: 'select-tx-10', title: '`-S`, 10 clients, transaction pool', clients: 10, pool: 'tx', args: ['-S'], direct: true, smokeTx: 200 },
+    { id: 'select-tx-100', title: '`-S`, 100 clients, pool 20, transaction', clients: 100, pool: 'tx', args: ['-S'], direct: true, smokeTx: 20 },
+    { id: 'select-session-10', title: '`-S`, 10 clients, session pool', clients: 10, pool: 'session', args: ['-S'], direct: true, smokeTx: 200 },
+    { id: 'tpcb-session-20', title: 'TPC-B-like, 20 clients, session pool', clients: 20, pool: 'session', args: [], direct: true, smokeTx: 10 },
+    { id: 'connect-select-10', title: '`-C -S` (new TLS + SCRAM login per tx), 10 clients, transaction pool', clients: 10, pool: 'tx', args: ['-C', '-S'], direct: true, smokeTx: 5 },
     {
       id: 'prepared-tx-10',
       title: '`-M prepared -S`, 10 clients, transaction pool',
@@ -29,9 +31,10 @@ export function workloads(bigClients: number): Workload[] {
       pool: 'tx',
       args: ['-M', 'prepared', '-S'],
       direct: true,
+      smokeTx: 200,
       errorsExpectedFor: ['pgbouncer'], // PgBouncer < 1.21 does not track prepared statements
     },
-    { id: 'select-tx-big', title: `\`-S\`, ${bigClients} clients, pool 20, transaction`, clients: bigClients, pool: 'tx', args: ['-S'], direct: false },
+    { id: 'select-tx-big', title: `\`-S\`, ${bigClients} clients, pool 20, transaction`, clients: bigClients, pool: 'tx', args: ['-S'], direct: false, smokeTx: 10 },
   ];
 }
 

@@ -36,6 +36,10 @@ const S = 0x53;
 const E = 0x45;
 const PARSE_COMPLETE = 0x31;
 const CLOSE_COMPLETE = 0x33;
+/** The server messages pooling opens; all others pass through, streamed when large. */
+const INSPECTED = new Set([Z, S, E, PARSE_COMPLETE, CLOSE_COMPLETE]);
+/** The server is trusted; streamed messages cost no memory whatever their size. */
+const SERVER_MAX_MESSAGE = 0x7fffffff;
 
 let nextId = 1;
 
@@ -89,7 +93,8 @@ export class ServerConnection implements FrameSink {
     this.initialParams = new Map(login.params);
     this.processId = login.processId;
     this.secretKey = login.secretKey;
-    this.framer = framer;
+    // After login the server's messages stream through; only what pooling reads is ever assembled.
+    this.framer = framer.buffered === 0 ? new Framer(SERVER_MAX_MESSAGE, (type) => !INSPECTED.has(type)) : framer;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => undefined); // 'close' follows and carries the consequence
     socket.on('close', () => this.onClose());
@@ -238,6 +243,15 @@ export class ServerConnection implements FrameSink {
       return;
     }
     if (answer === Answer.PatchToParseComplete) buf[start] = PARSE_COMPLETE; // same length: patched in place
+    this.forward(buf, start, end);
+  }
+
+  onFramePart(_type: number, buf: Buffer, start: number, end: number): void {
+    if (this.internal === null) this.forward(buf, start, end);
+  }
+
+  /** Adds bytes to the run handed to the owner in one piece; bytes not in the chunk go at once. */
+  private forward(buf: Buffer, start: number, end: number): void {
     if (buf === this.chunk && start === this.runEnd && this.runEnd > this.runStart) {
       this.runEnd = end;
     } else {
@@ -246,7 +260,7 @@ export class ServerConnection implements FrameSink {
         this.runStart = start;
         this.runEnd = end;
       } else {
-        this.owner?.onServerData(buf.subarray(start, end)); // assembled across chunks
+        this.owner?.onServerData(buf.subarray(start, end)); // assembled, or the copied header of a streamed frame
       }
     }
   }

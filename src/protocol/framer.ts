@@ -2,8 +2,10 @@
 // Int32 length that counts itself but not the type, body) into frames.
 //
 // Frames contained in one chunk are handed out as views of that chunk, with no
-// copy; only a frame split across chunks is assembled, into a buffer that grows
-// as its bytes arrive (never to a length we have not checked against the bound).
+// copy. A frame split across chunks is either assembled, into a buffer that
+// grows as its bytes arrive (never to a length we have not checked against the
+// bound), or, for pass-through types such as DataRow, streamed on in pieces as
+// they arrive and never assembled.
 // https://www.postgresql.org/docs/current/protocol-overview.html#PROTOCOL-MESSAGE-CONCEPTS
 
 export interface FrameSink {
@@ -13,6 +15,12 @@ export interface FrameSink {
    * Return false to hold this frame and all that follows until `resume()`.
    */
   onFrame(type: number, buf: Buffer, start: number, end: number): boolean | void;
+  /**
+   * A piece of a pass-through frame that did not fit in one chunk (see the
+   * Framer's `passThrough`), in order: the first piece starts with the type
+   * byte, `last` ends the frame. Valid only during the call. Cannot hold back.
+   */
+  onFramePart?(type: number, buf: Buffer, start: number, end: number, last: boolean): void;
 }
 
 export class FrameTooLargeError extends Error {
@@ -38,14 +46,29 @@ export class Framer {
   private partial: Buffer | null = null;
   private partialFill = 0;
   private partialSize = 0; // full frame size once the header is known, else 0
-  private header = Buffer.allocUnsafe(HEADER);
+  private readonly header = Buffer.allocUnsafe(HEADER);
   private paused: Buffer | null = null;
+  // A pass-through frame being streamed: its type and how many bytes are still to come.
+  private streamType = 0;
+  private streamLeft = 0;
 
-  constructor(private maxLength: number) {}
+  /**
+   * @param passThrough frame types whose bodies the sink never needs whole
+   *   (DataRow, CopyData…): when one spans chunks it goes to `onFramePart` in
+   *   pieces. The sink must then implement onFramePart.
+   */
+  constructor(
+    private maxLength: number,
+    private readonly passThrough: ((type: number) => boolean) | null = null,
+  ) {}
 
-  /** Bytes buffered but not yet delivered as a frame. */
+  /** Bytes buffered but not yet delivered. */
   get buffered(): number {
     return this.partialFill + (this.paused?.length ?? 0);
+  }
+
+  get isPaused(): boolean {
+    return this.paused !== null;
   }
 
   setMaxLength(max: number): void {
@@ -64,22 +87,33 @@ export class Framer {
       return;
     }
     let pos = 0;
-    if (this.partialFill > 0) {
+    if (this.streamLeft > 0) {
+      pos = this.stream(chunk, 0, sink);
+      if (this.streamLeft > 0) return;
+    } else if (this.partialFill > 0) {
       pos = this.fillPartial(chunk);
-      if (this.partialSize === 0 || this.partialFill < this.partialSize) return;
-      const frame = this.partial!;
-      const size = this.partialSize;
-      this.resetPartial();
-      if (sink.onFrame(frame[0]!, frame, 0, size) === false) {
-        this.paused = Buffer.concat([frame.subarray(0, size), chunk.subarray(pos)]);
-        return;
+      if (this.partialSize === 0) return; // header still incomplete
+      if (this.partialFill === HEADER && this.partialSize > HEADER && this.passThrough?.(this.header[0]!)) {
+        // The header just completed and this type streams: hand over the header, then the body as it comes.
+        const type = this.header[0]!;
+        this.streamType = type;
+        this.streamLeft = this.partialSize - HEADER;
+        this.resetPartial();
+        sink.onFramePart!(type, Buffer.from(this.header), 0, HEADER, false);
+        pos = this.stream(chunk, pos, sink);
+        if (this.streamLeft > 0) return;
+      } else {
+        if (this.partialFill < this.partialSize) return;
+        const frame = this.partial!;
+        const size = this.partialSize;
+        this.resetPartial();
+        if (sink.onFrame(frame[0]!, frame, 0, size) === false) {
+          this.paused = Buffer.concat([frame.subarray(0, size), chunk.subarray(pos)]);
+          return;
+        }
       }
     }
     this.scan(chunk, pos, sink);
-  }
-
-  get isPaused(): boolean {
-    return this.paused !== null;
   }
 
   /** Delivers frames held back by a sink that returned false. */
@@ -87,23 +121,41 @@ export class Framer {
     const rest = this.paused;
     if (rest === null) return;
     this.paused = null;
-    this.scan(rest, 0, sink);
+    this.push(rest, sink);
   }
 
   private scan(chunk: Buffer, pos: number, sink: FrameSink): void {
     const n = chunk.length;
     while (n - pos >= HEADER) {
+      const type = chunk[pos]!;
       const length = chunk.readInt32BE(pos + 1);
-      this.check(chunk[pos]!, length);
+      this.check(type, length);
       const end = pos + 1 + length;
-      if (end > n) break;
-      if (sink.onFrame(chunk[pos]!, chunk, pos, end) === false) {
+      if (end > n) {
+        if (this.passThrough?.(type)) {
+          this.streamType = type;
+          this.streamLeft = end - n;
+          sink.onFramePart!(type, chunk, pos, n, false);
+          return;
+        }
+        break;
+      }
+      if (sink.onFrame(type, chunk, pos, end) === false) {
         this.paused = chunk.subarray(pos);
         return;
       }
       pos = end;
     }
     if (pos < n) this.startPartial(chunk, pos);
+  }
+
+  /** Passes on the next piece of a streamed frame; returns where the chunk goes on. */
+  private stream(chunk: Buffer, pos: number, sink: FrameSink): number {
+    const take = Math.min(this.streamLeft, chunk.length - pos);
+    if (take === 0) return pos;
+    this.streamLeft -= take;
+    sink.onFramePart!(this.streamType, chunk, pos, pos + take, this.streamLeft === 0);
+    return pos + take;
   }
 
   private check(type: number, length: number): void {
@@ -142,6 +194,7 @@ export class Framer {
       const length = this.header.readInt32BE(1);
       this.check(this.header[0]!, length);
       this.partialSize = 1 + length;
+      if (this.partialSize > HEADER && this.passThrough?.(this.header[0]!)) return pos; // push() streams it
       this.partial = Buffer.allocUnsafe(Math.min(this.partialSize, Math.max(HEADER + chunk.length, 16 * 1024)));
       this.header.copy(this.partial, 0, 0, HEADER);
     }

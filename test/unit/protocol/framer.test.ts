@@ -419,3 +419,72 @@ function captured(fn: () => void): unknown {
   }
   throw new Error('expected a throw');
 }
+
+// Pass-through types are streamed in pieces when split, never assembled; everything else is unchanged.
+describe('Framer: pass-through streaming', () => {
+  const D = 0x44;
+  /** Collects whole frames and re-joins streamed pieces; records how many pieces came. */
+  function joiner(): FrameSink & { frames: Buffer[]; pieces: number; partsOfOther: number } {
+    let current: Buffer[] | null = null;
+    const sink = {
+      frames: [] as Buffer[],
+      pieces: 0,
+      partsOfOther: 0,
+      onFrame(_type: number, buf: Buffer, start: number, end: number): boolean {
+        expect(current).toBeNull(); // a streamed frame is never interrupted
+        sink.frames.push(Buffer.from(buf.subarray(start, end)));
+        return true;
+      },
+      onFramePart(type: number, buf: Buffer, start: number, end: number, last: boolean): void {
+        if (type !== D) sink.partsOfOther++;
+        sink.pieces++;
+        current ??= [];
+        current.push(Buffer.from(buf.subarray(start, end)));
+        if (last) {
+          sink.frames.push(Buffer.concat(current));
+          current = null;
+        }
+      },
+    };
+    return sink;
+  }
+
+  it('streams a split DataRow at every split offset and re-frames everything else as before', () => {
+    const messages = [query('SELECT 1'), dataRow([pattern(5000, 3)]), sync(), dataRow([Buffer.alloc(0)]), typed('Z', Buffer.from('I'))];
+    const stream = Buffer.concat(messages);
+    for (let cut = 0; cut <= stream.length; cut++) {
+      const sink = joiner();
+      const framer = new Framer(MAX, (t) => t === D);
+      framer.push(stream.subarray(0, cut), sink);
+      framer.push(stream.subarray(cut), sink);
+      expectFrames(sink.frames, messages);
+      expect(sink.partsOfOther).toBe(0);
+      expect(framer.buffered).toBe(0);
+    }
+  });
+
+  it('never buffers more than a header of a streamed frame, whatever the chunking', () => {
+    const row = dataRow([pattern(200_000, 5)]);
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 20_000 }), { minLength: 1, maxLength: 30 }), (sizes) => {
+        const stream = Buffer.concat([row, sync()]);
+        const sink = joiner();
+        const framer = new Framer(MAX, (t) => t === D);
+        let from = 0;
+        for (let i = 0; from < stream.length; i++) {
+          const to = Math.min(stream.length, from + sizes[i % sizes.length]!);
+          framer.push(stream.subarray(from, to), sink);
+          expect(framer.buffered).toBeLessThanOrEqual(5);
+          from = to;
+        }
+        expectFrames(sink.frames, [row, sync()]);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('still bounds the length of a pass-through frame', () => {
+    const framer = new Framer(1000, (t) => t === D);
+    expect(() => framer.push(Buffer.concat([Buffer.from('D'), Buffer.from([0, 0, 0x10, 0])]), joiner())).toThrow(FrameTooLargeError);
+  });
+});
