@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { cleanupAll, installSignalHandlers } from './lib/cleanup.js';
+import { checkInterrupted, cleanupAll, installSignalHandlers } from './lib/cleanup.js';
 import { runFramerBench, type FramerResult } from './lib/framer-bench.js';
 import { measureIdle, type IdleResult } from './lib/memory.js';
 import { runPgbench, type CellResult } from './lib/pgbench.js';
@@ -94,6 +94,7 @@ async function main(): Promise<number> {
 
   if (selected.length > 0 || wanted('memory')) {
     world = await setupWorld({ scale: config.scale, log });
+    checkInterrupted();
     const pgbouncerOk = havePgbouncer();
     if (!pgbouncerOk) {
       const msg = `PgBouncer not found at ${PGBOUNCER_BIN} (apt-get install -y pgbouncer): PgBouncer targets skipped`;
@@ -129,6 +130,7 @@ async function main(): Promise<number> {
       for (const n of config.idle) {
         for (const kind of ['pgbouncer', 'pg-ingress'] as const) {
           if (kind === 'pgbouncer' && !pgbouncerOk) continue;
+          checkInterrupted();
           log(`idle memory: ${kind}, ${n} TLS clients…`);
           const proxy = kind === 'pgbouncer' ? await startPgbouncer(world, `pgbouncer-idle-${n}`) : await startPgIngress(world, `pg-ingress-idle-${n}`);
           try {
@@ -223,6 +225,7 @@ async function probeBigClients(world: World, targets: Target[], wantClients: num
   if (!probe) return wantClients;
   for (const n of [wantClients, 500, 250, 100].filter((n, i, a) => n <= wantClients && a.indexOf(n) === i)) {
     log(`probing pgbench with ${n} clients against ${probe.label}…`);
+    checkInterrupted();
     const r = await runPgbench({ port: probe.port, db: DB.tx, env: clientEnv(world, true), clients: n, threads: config.threads, seconds: 2 + Math.ceil(n * 0.015), args: ['-S'], logPrefix: join(world.work, 'pgbench-logs', 'probe'), proxyPid: null });
     if (r.exitCode === 0 && r.transactions > 0 && r.abortedClients === 0) {
       if (n !== wantClients) notes.push(`pgbench could not run ${wantClients} clients here; the big-client workload uses ${n}.`);
@@ -250,6 +253,7 @@ async function runRounds(world: World, selected: Workload[], targets: Target[]):
       const order = targets.filter((t) => t.proxy !== null || direct);
       const rotated = order.map((_, i) => order[(i + round) % order.length]!);
       for (const t of rotated) {
+        checkInterrupted();
         if (t.proxy?.daemon.exit && t.restart) {
           const exit = t.proxy.daemon.exit;
           const msg = `${t.label} exited (code ${exit.code}, signal ${exit.signal}) before ${w.id} round ${round + 1}; restarted. Log tail: ${t.proxy.daemon.logTail(3).replaceAll('\n', ' / ')}`;
@@ -326,7 +330,8 @@ let code = 1;
 try {
   code = await main();
 } catch (err) {
-  console.error(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  if (err instanceof Error && err.message === 'interrupted') console.error('bench interrupted');
+  else console.error(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   code = 1;
 } finally {
   await cleanupAll();

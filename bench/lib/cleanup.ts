@@ -5,10 +5,26 @@ type Undo = () => Promise<void> | void;
 
 const stack: { name: string; undo: Undo }[] = [];
 let running: Promise<void> | null = null;
+let finished = false;
+
+/** True once cleanup has begun: long loops stop starting new work. */
+export function stopping(): boolean {
+  return running !== null;
+}
+
+/** Throws if cleanup has begun (Ctrl-C). */
+export function checkInterrupted(): void {
+  if (running !== null) throw new Error('interrupted');
+}
 
 /** Registers an undo step; the returned function unregisters it (after the thing was undone by hand). */
 export function onCleanup(name: string, undo: Undo): () => void {
   const entry = { name, undo };
+  if (finished) {
+    // Started after everything was undone (a step that was in flight at Ctrl-C): undo it now.
+    void Promise.resolve().then(undo).catch(() => undefined);
+    return () => undefined;
+  }
   stack.push(entry);
   return () => {
     const i = stack.indexOf(entry);
@@ -26,6 +42,7 @@ export function cleanupAll(): Promise<void> {
         console.error(`cleanup of ${name} failed: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
+    finished = true;
   })();
   return running;
 }

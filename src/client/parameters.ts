@@ -89,6 +89,16 @@ export function clientParameters(policy: ParameterPolicy, wanted: ReadonlyMap<st
   return params;
 }
 
+/** True when the server already has the client's values: no round trip needed (checked without allocating). */
+export function parametersAgree(policy: ParameterPolicy, client: ReadonlyMap<string, string>, server: ParameterHolder): boolean {
+  for (const [name, value] of client) if (server.params.get(name) !== value) return false;
+  if (server.params.size === server.initialParams.size) return true; // nothing unreported was set
+  for (const name of server.params.keys()) {
+    if (!client.has(name) && !server.initialParams.has(name) && policy.canonical(name) === name) return false;
+  }
+  return true;
+}
+
 /**
  * The query that brings a server to a client's values ('' if they agree), and
  * what to record once it ran. set_config() reads values as postgresql.conf

@@ -19,6 +19,15 @@ const STATEMENT = 0x53; // 'S' in Describe/Close
 const NOOP_CLOSE = frontend.buildCloseStatement('pgi_noop');
 const DEALLOCATE_ALL = /^\s*(?:DEALLOCATE\s+(?:PREPARE\s+)?ALL|DISCARD\s+ALL)\s*;?\s*$/i;
 
+function firstLetterIsD(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start + 5; i < end; i++) {
+    const c = buf[i]!;
+    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) continue;
+    return c === 0x44 || c === 0x64;
+  }
+  return false;
+}
+
 interface ClientStatement {
   serverName: string;
   /** Query text and parameter types of the Parse, to prepare it on another server. */
@@ -58,7 +67,8 @@ export class PreparedStatements {
         return [NOOP_CLOSE];
       }
       case QUERY:
-        if (DEALLOCATE_ALL.test(frontend.queryText(buf, start, end))) {
+        // Decode the text only when it could be DEALLOCATE/DISCARD (first letter 'D'): no string per query.
+        if (firstLetterIsD(buf, start, end) && DEALLOCATE_ALL.test(frontend.queryText(buf, start, end))) {
           this.byName.clear();
           server.statements.clear();
         }

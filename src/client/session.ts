@@ -19,7 +19,7 @@ import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { Cancellable } from '../pool/cancel.js';
 import type { Pool } from '../pool/pool.js';
 import type { ServerConnection, ServerOwner } from '../pool/server.js';
-import { parameterSync, type ParameterPolicy } from './parameters.js';
+import { parametersAgree, parameterSync, type ParameterPolicy } from './parameters.js';
 import type { PreparedStatements } from './prepared.js';
 import { translate } from './login.js';
 
@@ -111,12 +111,15 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
       this.end(null);
       return false;
     }
-    const server = this.server;
+    let server = this.server;
     if (!server) {
-      // Idle: hold this frame and the rest until a server is attached.
-      this.flush();
-      this.acquire();
-      return false;
+      server = this.attachIdleServer();
+      if (!server) {
+        // Hold this frame and the rest until a server is attached.
+        this.flush();
+        this.acquire();
+        return false;
+      }
     }
     const replacement = this.env.prepared ? this.env.prepared.rewrite(type, buf, start, end, server) : null;
     const wasBusy = server.pendingReady > 0;
@@ -153,6 +156,22 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     const server = this.server;
     if (!server || server.closed) return;
     if (!server.write(buf)) this.socket.pause();
+  }
+
+  /** The fast path: an idle server whose parameters already agree, attached at once. */
+  private attachIdleServer(): ServerConnection | null {
+    const server = this.pool.takeIdleNow();
+    if (!server) return null;
+    if (!parametersAgree(this.env.parameters, this.params, server)) {
+      // Its parameters need a round trip first: the slow path, with this server.
+      this.flush();
+      this.waiting = true;
+      this.socket.pause();
+      void this.onAcquired(server);
+      return null;
+    }
+    this.attach(server);
+    return server;
   }
 
   private acquire(): void {

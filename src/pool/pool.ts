@@ -85,6 +85,23 @@ export class Pool {
     });
   }
 
+  /**
+   * An idle server right now, without waiting or a promise (the transaction-mode
+   * hot path), or null when the caller must acquire(): someone is already
+   * waiting (FIFO), nothing is idle, or the server needs its check first.
+   */
+  takeIdleNow(): ServerConnection | null {
+    if (this.waiters.length > 0) return null;
+    const server = this.takeIdle();
+    if (!server) return null;
+    if (this.needsCheck(server)) {
+      this.idle.push(server);
+      return null;
+    }
+    this.active.add(server);
+    return server;
+  }
+
   /** Gives a server back; a clean one is reset (if asked) and reused, any other is closed. */
   release(server: ServerConnection, reset: boolean): void {
     this.active.delete(server);
