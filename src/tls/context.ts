@@ -1,7 +1,7 @@
 // The server-side TLS context: loaded from the configured PEM files (and
 // reloaded when cert-manager rotates them), or a self-signed certificate when
 // none is configured so that a first `npm start` works.
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync, watchFile, unwatchFile } from 'node:fs';
 import tls from 'node:tls';
 import { x509 } from './x509.js';
@@ -81,8 +81,21 @@ function readPair(certFile: string, keyFile: string): PemPair {
   return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
 }
 
+// Session tickets let reconnecting clients resume without a full handshake. The
+// keys are per process (or shared by the workers through PG_INGRESS_TICKET_KEYS)
+// and survive certificate reloads.
+const TICKET_KEYS = process.env.PG_INGRESS_TICKET_KEYS ? Buffer.from(process.env.PG_INGRESS_TICKET_KEYS, 'base64') : randomBytes(48);
+
 function build(pem: PemPair, minVersion: tls.SecureVersion): ServerTls {
-  const context = tls.createSecureContext({ cert: pem.cert, key: pem.key, minVersion });
+  const context = tls.createSecureContext({
+    cert: pem.cert,
+    key: pem.key,
+    minVersion,
+    // Node's default list already puts AES-GCM first; the server's order wins.
+    honorCipherOrder: true,
+    ticketKeys: TICKET_KEYS.length === 48 ? TICKET_KEYS : randomBytes(48),
+    sessionTimeout: 3600,
+  } as tls.SecureContextOptions);
   const leaf = new X509Certificate(pem.cert);
   return { context, endpointHash: createHash(endpointHashAlgorithm(pem.cert)).update(leaf.raw).digest(), minVersion };
 }
