@@ -1,5 +1,6 @@
 // Wires one proxy instance together: configuration, TLS, auth_query, pools,
 // cancel keys and the listener. Used by the CLI and, in process, by the tests.
+import cluster from 'node:cluster';
 import { AuthQuery } from './auth/auth-query.js';
 import { Listener } from './client/listener.js';
 import { ParameterPolicy } from './client/parameters.js';
@@ -9,6 +10,7 @@ import type { Logger } from './log/logger.js';
 import { CancelRegistry } from './pool/cancel.js';
 import { PoolManager } from './pool/manager.js';
 import { TlsContextProvider } from './tls/context.js';
+import { currentWorkerId, isCancelMessage } from './workers/messages.js';
 
 export interface ProxyContext {
   config: Config;
@@ -50,10 +52,18 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
       maxDbConnections: config.max_db_connections,
       maxUserConnections: (user) => config.users[user]?.max_user_connections ?? config.max_user_connections,
     }),
-    cancels: new CancelRegistry(),
+    cancels: new CancelRegistry(
+      cluster.isWorker ? currentWorkerId() : 0,
+      cluster.isWorker ? (processId, secretKey) => process.send!({ type: 'pg-ingress:cancel', processId, secretKey }) : null,
+    ),
     parameters: new ParameterPolicy(config.track_extra_parameters, config.ignore_startup_parameters),
     clients: new Set(),
   };
+  // A cancel that reached another worker, relayed by the primary.
+  const onMessage = (msg: unknown): void => {
+    if (isCancelMessage(msg)) context.cancels.forward(msg.processId, msg.secretKey);
+  };
+  if (cluster.isWorker) process.on('message', onMessage);
   const janitor = setInterval(() => {
     const now = Date.now();
     context.pools.tick(now);
@@ -68,6 +78,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     context,
     async close() {
       clearInterval(janitor);
+      process.off('message', onMessage);
       await listener.close();
       context.pools.closeAll();
       context.tls.close();

@@ -1,10 +1,14 @@
 // The `pg-ingress` command: run the proxy, print the auth_query setup SQL, or
 // check a configuration.
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/index.js';
 import { createLogger } from '../log/logger.js';
 import { startProxy } from '../proxy.js';
 import { initSql } from './init-sql.js';
+import { runPrimary } from '../workers/primary.js';
+import { currentWorkerId, MAX_WORKER_ID } from '../workers/messages.js';
 
 const USAGE = `usage:
   pg-ingress [--config FILE]          run the proxy (default config: none, env and defaults only)
@@ -51,7 +55,11 @@ export async function main(argv: string[]): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  const log = createLogger(config.log_level);
+  const workers = config.workers === 0 ? availableParallelism() : config.workers;
+  if (workers > 1 && cluster.isPrimary) {
+    return runPrimary(Math.min(workers, MAX_WORKER_ID), createLogger(config.log_level));
+  }
+  const log = createLogger(config.log_level).child(cluster.isWorker ? { worker: currentWorkerId() } : {});
   if (config.auth_password === null) log.warn({ auth_user: config.auth_user }, 'no auth_password configured: auth_query will only work if the server trusts auth_user');
   const proxy = await startProxy(config, log);
   await new Promise<void>((resolve) => {

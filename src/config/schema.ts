@@ -64,6 +64,7 @@ export interface Config {
   ignore_startup_parameters: string[];
   track_extra_parameters: string[];
   max_packet_size: number;
+  workers: number; // 0 = one per CPU
   log_level: LogLevel;
   databases: Readonly<Record<string, DatabaseEntry>>;
   users: Readonly<Record<string, UserEntry>>;
@@ -298,6 +299,7 @@ export const configSchema = z
     ignore_startup_parameters: list().default(['extra_float_digits']),
     track_extra_parameters: list().default([]),
     max_packet_size: int(1024, 2147483647).default(2147483647),
+    workers: int(0, 126).default(0),
     log_level: oneOf(LOG_LEVELS).default('info'),
     databases: z.record(z.string(), databaseEntrySchema).default({}),
     users: z.record(z.string(), userEntrySchema).default({}),

@@ -5,6 +5,7 @@ import { randomInt, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { serialize } from 'pg-protocol';
 import type { ServerConnection } from './server.js';
+import { WORKER_SHIFT, workerOfProcessId } from '../workers/messages.js';
 
 export interface Cancellable {
   /** The server running this client's query now, if any. */
@@ -19,9 +20,18 @@ interface Entry {
 export class CancelRegistry {
   private readonly byProcessId = new Map<number, Entry>();
 
+  /**
+   * @param workerId this worker's id, carried in the top bits of every processId
+   * @param toOtherWorker sends a cancel whose key names another worker to it (via the primary)
+   */
+  constructor(
+    private readonly workerId = 0,
+    private readonly toOtherWorker: ((processId: number, secretKey: number) => void) | null = null,
+  ) {}
+
   register(client: Cancellable): { processId: number; secretKey: number } {
     let processId: number;
-    do processId = randomInt(1, 0x7fffffff);
+    do processId = (this.workerId << WORKER_SHIFT) | randomInt(1, 1 << WORKER_SHIFT);
     while (this.byProcessId.has(processId));
     const secretKey = randomInt(-0x80000000, 0x7fffffff);
     this.byProcessId.set(processId, { secret: int32(secretKey), client });
@@ -34,6 +44,10 @@ export class CancelRegistry {
 
   /** Forwards a cancel if the keys match a live client with a server; false otherwise (silently, as Postgres). */
   forward(processId: number, secretKey: number): boolean {
+    if (workerOfProcessId(processId) !== this.workerId && this.toOtherWorker) {
+      this.toOtherWorker(processId, secretKey);
+      return true;
+    }
     const entry = this.byProcessId.get(processId);
     if (!entry || !timingSafeEqual(entry.secret, int32(secretKey))) return false;
     const server = entry.client.currentServer();

@@ -46,6 +46,7 @@ const valid: Record<string, [string, unknown]> = {
   ignore_startup_parameters: ['extra_float_digits,options', ['extra_float_digits', 'options']],
   track_extra_parameters: ['IntervalStyle, search_path', ['IntervalStyle', 'search_path']],
   max_packet_size: ['65536', 65536],
+  workers: ['2', 2],
   log_level: ['debug', 'debug'],
 };
 

@@ -51,6 +51,7 @@ describe('defaults', () => {
       ignore_startup_parameters: ['extra_float_digits'],
       track_extra_parameters: [],
       max_packet_size: 2147483647,
+      workers: 0,
       log_level: 'info',
       databases: {},
       users: {},
@@ -115,6 +116,7 @@ describe('type errors name the file and the key', () => {
     ignore_startup_parameters: [[1, 2], 'expected a list of strings or a comma-separated string, got [1,2]'],
     track_extra_parameters: [7, 'expected a list of strings or a comma-separated string, got 7'],
     max_packet_size: [100, 'expected an integer from 1024 to 2147483647, got 100'],
+    workers: [200, 'expected an integer from 0 to 126, got 200'],
     log_level: ['verbose', 'expected one of trace, debug, info, warn, error, fatal, silent, got "verbose"'],
   };
 
