@@ -51,13 +51,14 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private runStart = 0;
   private runEnd = 0;
   private ended = false;
+  /** The client is paused because its server's socket is full. */
+  private blockedByServer = false;
   // For the janitor: when the client last did anything, since when a query has run, since when it idles in a transaction.
   private lastActivity = Date.now();
   private busySince = 0;
   private idleInTransactionSince = 0;
   private readonly onData = (chunk: Buffer): void => this.fromClient(chunk);
   private readonly onClientDrain = (): void => this.server?.resume();
-  private readonly onServerDrain = (): void => void this.socket.resume();
 
   constructor(
     private readonly socket: Duplex,
@@ -155,7 +156,10 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private toServer(buf: Buffer): void {
     const server = this.server;
     if (!server || server.closed) return;
-    if (!server.write(buf)) this.socket.pause();
+    if (!server.write(buf)) {
+      this.blockedByServer = true;
+      this.socket.pause();
+    }
   }
 
   /** The fast path: an idle server whose parameters already agree, attached at once. */
@@ -217,16 +221,14 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private attach(server: ServerConnection): void {
     this.server = server;
     server.attach(this);
-    server.stream.on('drain', this.onServerDrain);
   }
 
   private detach(): ServerConnection | null {
     const server = this.server;
     this.server = null;
-    if (server) {
-      server.stream.off('drain', this.onServerDrain);
-      server.resume();
-    }
+    server?.resume();
+    // Its drain would now go to another owner: do not stay paused waiting for it.
+    if (this.blockedByServer) this.onServerDrain();
     return server;
   }
 
@@ -235,6 +237,13 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   onServerData(chunk: Buffer): void {
     if (this.ended) return;
     if (!this.socket.write(chunk)) this.server?.pause();
+  }
+
+  /** The server took all we wrote: read from the client again. */
+  onServerDrain(): void {
+    if (!this.blockedByServer) return;
+    this.blockedByServer = false;
+    if (!this.ended && !this.waiting) this.socket.resume();
   }
 
   onServerParameter(name: string, value: string): void {

@@ -22,6 +22,8 @@ export interface ServerOwner {
   onServerData(chunk: Buffer): void;
   /** The server reported a parameter change (after the chunk that carried it was forwarded). */
   onServerParameter?(name: string, value: string): void;
+  /** The server's socket took everything written to it (backpressure released). */
+  onServerDrain?(): void;
   /** A chunk carried ReadyForQuery (after it was forwarded): the owner may release the server. */
   onServerReady?(): void;
   /** The connection is gone (closed by the server, the network, or us). */
@@ -96,6 +98,7 @@ export class ServerConnection implements FrameSink {
     // After login the server's messages stream through; only what pooling reads is ever assembled.
     this.framer = framer.buffered === 0 ? new Framer(SERVER_MAX_MESSAGE, (type) => !INSPECTED.has(type)) : framer;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.owner?.onServerDrain?.()); // one listener for the server's life, whoever owns it
     socket.on('error', () => undefined); // 'close' follows and carries the consequence
     socket.on('close', () => this.onClose());
     for (const raw of leftovers) this.onData(raw);
@@ -186,7 +189,7 @@ export class ServerConnection implements FrameSink {
     this.socket.resume();
   }
 
-  /** The socket, for backpressure ('drain'). */
+  /** The socket (close events). */
   get stream(): net.Socket {
     return this.socket;
   }
