@@ -1,7 +1,7 @@
 // Accepts client connections and walks each through handshake → login →
 // session. Every failure ends in a Postgres ErrorResponse or a clean close.
 import net from 'node:net';
-import type { Logger } from '../log/logger.js';
+import { lazyChild, type ConnLogger } from '../log/logger.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { ProxyContext } from '../proxy.js';
 import { negotiate, SilentClose } from './handshake.js';
@@ -39,7 +39,7 @@ export class Listener {
   }
 
   private accept(socket: net.Socket): void {
-    const log = this.proxy.log.child({ conn: nextConn++, client_addr: socket.remoteAddress });
+    const log = lazyChild(this.proxy.log, { conn: nextConn++, client_addr: socket.remoteAddress });
     socket.on('error', (err) => log.debug({ err: err.message }, 'client socket error'));
     if (this.sockets.size >= this.proxy.config.max_client_conn) {
       // Refused before reading anything: a plaintext ErrorResponse, as PgBouncer does.
@@ -53,7 +53,7 @@ export class Listener {
     this.serve(socket, log).catch((err) => log.error({ err: (err as Error).message }, 'unexpected error serving a client'));
   }
 
-  private async serve(socket: net.Socket, log: Logger): Promise<void> {
+  private async serve(socket: net.Socket, log: ConnLogger): Promise<void> {
     const proxy = this.proxy;
     let stream: import('node:stream').Duplex = socket;
     try {

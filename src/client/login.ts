@@ -6,7 +6,7 @@ import { AuthQueryError } from '../auth/auth-query.js';
 import { authenticateClient } from '../auth/client-auth.js';
 import { parseVerifier } from '../auth/verifier.js';
 import type { PoolMode } from '../config/index.js';
-import type { Logger } from '../log/logger.js';
+import { lazyChild, type ConnLogger } from '../log/logger.js';
 import * as backend from '../protocol/backend.js';
 import { ConnectionClosedError, FrameQueue, FrameTimeoutError } from '../protocol/frame-queue.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
@@ -30,12 +30,12 @@ export interface LoggedIn {
   pool: Pool;
   server: ServerConnection;
   params: Map<string, string>;
-  log: Logger;
+  log: ConnLogger;
 }
 
 type Startup = Extract<Negotiated, { kind: 'startup' }>;
 
-export async function login(proxy: ProxyContext, startup: Startup, baseLog: Logger): Promise<LoggedIn> {
+export async function login(proxy: ProxyContext, startup: Startup, baseLog: ConnLogger): Promise<LoggedIn> {
   const { config } = proxy;
   const { socket } = startup;
   const write = (buf: Buffer): void => void socket.write(buf);
@@ -54,7 +54,7 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Logg
   }
   const wanted = proxy.parameters.fromStartup(startup.params);
   if (wanted instanceof PgError) throw wanted;
-  const log = baseLog.child({ db: database, user });
+  const log = lazyChild(baseLog, { db: database, user });
 
   // Postgres answers a newer minor version or _pq_ options before authenticating.
   if (startup.minor > 0 || startup.protocolOptions.length > 0) write(backend.negotiateProtocolVersion(0, startup.protocolOptions));

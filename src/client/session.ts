@@ -13,7 +13,7 @@
 // messages pooling rewrites); contiguous frames go upstream in one write.
 import type { Duplex } from 'node:stream';
 import type { PoolMode } from '../config/index.js';
-import type { Logger } from '../log/logger.js';
+import type { ConnLogger } from '../log/logger.js';
 import type { Framer, FrameSink } from '../protocol/framer.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { Cancellable } from '../pool/cancel.js';
@@ -33,7 +33,7 @@ export interface ClientTimeouts {
 }
 
 export interface SessionEnv {
-  log: Logger;
+  log: ConnLogger;
   mode: PoolMode;
   timeouts: ClientTimeouts;
   /** Run server_reset_query when a server goes back to the pool (session mode, or server_reset_query_always). */
