@@ -6,7 +6,8 @@
 //   npm run bench                      full run (several minutes)
 //   npm run bench -- --smoke           a few seconds per workload (CI)
 //   npm run bench -- --only framer     options: --duration S --rounds N --scale N
-//                                       --only id,id,memory,framer --idle 1000,5000 --big-clients N --desc TEXT
+//                                       --only id,id,memory,framer --idle 1000,5000 --big-clients N
+//                                       --workers N (pg-ingress processes; default one per CPU) --desc TEXT
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -30,6 +31,7 @@ const { values: opt } = parseArgs({
     only: { type: 'string' },
     idle: { type: 'string' },
     'big-clients': { type: 'string' },
+    workers: { type: 'string' },
     desc: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -40,10 +42,14 @@ if (opt.help) {
 }
 
 const smoke = opt.smoke;
+const usageError = (msg: string): never => {
+  console.error(`bench: ${msg} (--help for usage)`);
+  process.exit(2);
+};
 const intOpt = (v: string | undefined, def: number, name: string): number => {
   if (v === undefined) return def;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: expected a positive integer, got ${v}`);
+  if (!Number.isInteger(n) || n < 1) usageError(`--${name}: expected a positive integer, got ${v}`);
   return n;
 };
 const config = {
@@ -52,13 +58,14 @@ const config = {
   scale: intOpt(opt.scale, smoke ? 1 : 10, 'scale'),
   bigClients: intOpt(opt['big-clients'], smoke ? 200 : 1000, 'big-clients'),
   idle: opt.idle ? opt.idle.split(',').map((s) => intOpt(s, 0, 'idle')) : smoke ? [100] : [1000, 5000],
+  workers: opt.workers === undefined ? null : intOpt(opt.workers, 1, 'workers'),
   framerSeconds: smoke ? 0.2 : 1,
   settleMs: smoke ? 300 : 2000,
   threads: 2,
 };
 const ALL_WORKLOADS = workloads(config.bigClients).map((w) => w.id);
 const only = opt.only ? new Set(opt.only.split(',')) : null;
-for (const id of only ?? []) if (!ALL_WORKLOADS.includes(id) && id !== 'memory' && id !== 'framer') throw new Error(`--only: unknown "${id}"; known: ${[...ALL_WORKLOADS, 'memory', 'framer'].join(', ')}`);
+for (const id of only ?? []) if (!ALL_WORKLOADS.includes(id) && id !== 'memory' && id !== 'framer') usageError(`--only: unknown "${id}"; known: ${[...ALL_WORKLOADS, 'memory', 'framer'].join(', ')}`);
 const wanted = (id: string): boolean => only === null || only.has(id);
 
 const log = (s: string): void => void process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
@@ -93,7 +100,8 @@ async function main(): Promise<number> {
   let bigClients = config.bigClients;
 
   if (selected.length > 0 || wanted('memory')) {
-    world = await setupWorld({ scale: config.scale, log });
+    world = await setupWorld({ scale: config.scale, workers: config.workers, log });
+    notes.push(...world.notes);
     checkInterrupted();
     const pgbouncerOk = havePgbouncer();
     if (!pgbouncerOk) {
@@ -121,7 +129,7 @@ async function main(): Promise<number> {
           const expected = w.errorsExpectedFor?.includes(t.id) ?? false;
           const bad = c.failedRounds > 0 || c.abortedClients > 0 || c.failedTransactions > 0 || c.tps === null;
           if (bad && !expected) problems.push(`${w.id} / ${t.id}: ${c.error ?? 'no transactions'}`);
-          if (bad && expected) notes.push(`${w.id} / ${t.label}: errors are expected here (${t.id === 'pgbouncer' ? 'PgBouncer 1.18 does not track prepared statements in transaction mode; pgbench clients abort on the first missing statement' : 'see table'}): ${c.abortedClients} clients aborted over ${c.rounds} runs; first error: ${c.error ?? '—'}`);
+          if (bad && expected) notes.push(`${w.id} / ${t.label}: errors are expected here (${t.id === 'pgbouncer' ? 'PgBouncer 1.18 does not track prepared statements in transaction mode: named statements of one client meet servers where they are missing or already exist, and pgbench aborts the client at the first such error' : 'see table'}): ${c.abortedClients} clients aborted over ${c.rounds} runs; first error: ${c.error ?? '—'}`);
         }
       }
     }
@@ -156,7 +164,7 @@ async function main(): Promise<number> {
       ['seconds per cell', smoke ? 'smoke: `-t` with a few transactions per client' : `${config.duration} (+ the clients' login time for 100+ clients: pgbench's -T clock includes it, its tps does not)`],
       ['pgbench scale', String(config.scale)],
       ['pgbench threads', `-j ${config.threads}`],
-      ['pool size', '20 (both proxies, per database alias)'],
+      ['pool size', world && world.workers > 1 ? `20 per database alias (PgBouncer); pg-ingress ${world.workers} workers × ${world.ingressPoolSize} (transaction), × 20 (session; see notes)` : '20 per database alias (both proxies)'],
       ['client TLS', 'sslmode=require (except direct plaintext), user app_scram (SCRAM-SHA-256), auth via auth_query'],
       ['wall time', `${Math.round((Date.now() - started) / 1000)} s`],
     ],
@@ -177,7 +185,7 @@ async function main(): Promise<number> {
   };
   const report = renderReport(input);
   process.stdout.write(`\n${report}\n`);
-  writeResults(repoRoot, report);
+  if (world !== null) writeResults(repoRoot, report); // a framer-only run is for quick iteration: printed only
   for (const c of targetChecks(input)) log(`${c.verdict.padEnd(4)} ${c.goal}: ${c.measured}`);
   if (problems.length > 0) log(`${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
   return smoke && problems.length > 0 ? 1 : 0;
@@ -305,6 +313,7 @@ function machineInfo(world: World | null): [string, string][] {
     ['PostgreSQL', world ? cmd(join(world.cluster.binDir, 'postgres'), ['--version']) : 'not started'],
     ['PgBouncer', havePgbouncer() ? cmd(PGBOUNCER_BIN, ['--version']) : 'not installed'],
     ['pgbench', cmd('pgbench', ['--version'])],
+    ['pg-ingress build', world ? `dist/ sha256 ${world.ingressBuild} (snapshot taken at start), ${world.workers} worker process${world.workers > 1 ? 'es' : ''}` : '—'],
     ['load average (1 min), start → end', `${loadAtStart.toFixed(2)} → ${os.loadavg()[0]!.toFixed(2)} (anything else running on the machine skews all targets alike only on average)`],
   ];
 }
@@ -322,6 +331,10 @@ function writeResults(repoRoot: string, report: string): void {
   let name = `${date}-${desc}.md`;
   for (let i = 2; existsSync(join(dir, name)); i++) name = `${date}-${desc}-${i}.md`;
   writeFileSync(join(dir, name), report);
+  if (only !== null) {
+    log(`wrote bench/results/${name} (a partial run: latest.md is left to complete runs)`);
+    return;
+  }
   writeFileSync(join(dir, 'latest.md'), report);
   log(`wrote bench/results/${name} and bench/results/latest.md`);
 }

@@ -2,8 +2,9 @@
 // tables and TLS, a CA-issued server certificate shared by every target, and
 // helpers that start PgBouncer and pg-ingress as separate processes configured alike.
 import { execFile, execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { adminSql, freePort, startCluster, USERS, type ClusterInfo } from '../../test/harness/postgres.js';
@@ -27,6 +28,17 @@ export interface World {
   certFile: string;
   keyFile: string;
   repoRoot: string;
+  /** Copy of bin/, dist/ and package.json taken at start, so a rebuild mid-run cannot mix versions. */
+  ingressRoot: string;
+  /** sha256 of the snapshot's dist/*.js, to tell builds apart in reports. */
+  ingressBuild: string;
+  /** pg-ingress worker processes (1 if this build has no `workers` setting). */
+  workers: number;
+  /** Whether this build knows the `workers` setting. */
+  hasWorkersSetting: boolean;
+  /** pg-ingress transaction pool size per worker: the proxies' upstream totals are equal (POOL_SIZE). */
+  ingressPoolSize: number;
+  notes: string[];
 }
 
 const asRoot = process.getuid?.() === 0;
@@ -39,17 +51,35 @@ function giveToPostgres(path: string): void {
   if (asRoot) chownSync(path, idOf('-u', 'postgres'), idOf('-g', 'postgres'));
 }
 
-export async function setupWorld(opts: { scale: number; log: (s: string) => void }): Promise<World> {
+export async function setupWorld(opts: { scale: number; workers: number | null; log: (s: string) => void }): Promise<World> {
   const repoRoot = resolve(import.meta.dirname, '../../../..'); // bench/dist/bench/lib -> repository root
   const work = mkdtempSync(join(tmpdir(), 'pg-ingress-bench-'));
   onCleanup('work dir', () => rmSync(work, { recursive: true, force: true }));
   giveToPostgres(work); // PgBouncer runs as postgres and writes its log here
   mkdirSync(join(work, 'pgbench-logs'));
+  const notes: string[] = [];
+  const snapshot = snapshotPgIngress(repoRoot, join(work, 'pg-ingress'));
+  let workers = opts.workers ?? availableParallelism();
+  if (!snapshot.hasWorkers && workers !== 1) {
+    notes.push('This pg-ingress build has no `workers` setting: it runs as one process.');
+    workers = 1;
+  }
+  const ingressPoolSize = Math.max(1, Math.round(POOL_SIZE / workers));
+  if (workers > 1) {
+    notes.push(
+      `pg-ingress runs ${workers} worker processes (its default: one per CPU); CPU and RSS are summed over primary and workers. ` +
+        `Each worker has its own pools: the transaction pool is ${ingressPoolSize} per worker (${workers * ingressPoolSize} server connections in all, as PgBouncer's ${POOL_SIZE}); ` +
+        `the session pool is ${POOL_SIZE} per worker, because a session client holds one server for its whole life, so the session workloads (at most ${POOL_SIZE} clients) use at most ${POOL_SIZE} server connections anyway, ` +
+        `while a ${workers}×${ingressPoolSize} split leaves a client waiting for a server whenever one worker is handed more than its share of the clients (seen in an earlier run: a TPC-B client's login timed out after 60 s).`,
+    );
+  }
 
   opts.log('starting PostgreSQL (test harness)…');
-  const [cluster, ca] = await Promise.all([startCluster(), createCa('pg-ingress bench CA')]);
-  const { stop, ...info } = cluster;
-  onCleanup('postgres', stop);
+  // Registered before it is up, so that Ctrl-C during initdb still waits for it and removes it.
+  const starting = startCluster();
+  onCleanup('postgres', async () => (await starting.catch(() => null))?.stop());
+  const [cluster, ca] = await Promise.all([starting, createCa('pg-ingress bench CA')]);
+  const { stop: _stop, ...info } = cluster;
 
   const leaf = await ca.issue(['localhost', '127.0.0.1']);
   const caFile = join(work, 'ca.pem');
@@ -70,7 +100,7 @@ export async function setupWorld(opts: { scale: number; log: (s: string) => void
   await run('pgbench', ['-i', '-q', '-s', String(opts.scale), '-h', info.socketDir, '-p', String(info.port), '-U', USERS.superuser.name, DB.upstream], { maxBuffer: 1 << 24 });
   await adminSql(info, `GRANT SELECT, INSERT, UPDATE ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO ${USERS.scram.name}`, DB.upstream);
 
-  const world: World = { cluster: info, work, caFile, certFile, keyFile, repoRoot };
+  const world: World = { cluster: info, work, caFile, certFile, keyFile, repoRoot, ingressRoot: snapshot.root, ingressBuild: snapshot.fingerprint, workers, hasWorkersSetting: snapshot.hasWorkers, ingressPoolSize, notes };
   const ssl = await checkLogin(world, info.port, DB.upstream, true);
   if (ssl !== null) throw new Error(`PostgreSQL did not accept a TLS login after ssl = on: ${ssl}`);
   return world;
@@ -103,8 +133,22 @@ export function clientEnv(world: World, tls: boolean): NodeJS.ProcessEnv {
   };
 }
 
-function upstreamDsn(world: World, poolMode: 'transaction' | 'session'): string {
-  return `host=127.0.0.1 port=${world.cluster.port} dbname=${DB.upstream} pool_mode=${poolMode} pool_size=${POOL_SIZE}`;
+function upstreamDsn(world: World, poolMode: 'transaction' | 'session', poolSize = POOL_SIZE): string {
+  return `host=127.0.0.1 port=${world.cluster.port} dbname=${DB.upstream} pool_mode=${poolMode} pool_size=${poolSize}`;
+}
+
+/** Copies the built proxy (bin/, dist/, package.json; node_modules linked) aside. */
+function snapshotPgIngress(repoRoot: string, root: string): { root: string; fingerprint: string; hasWorkers: boolean } {
+  if (!existsSync(join(repoRoot, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm run bench does)');
+  mkdirSync(root);
+  for (const part of ['bin', 'dist', 'package.json']) cpSync(join(repoRoot, part), join(root, part), { recursive: true });
+  symlinkSync(join(repoRoot, 'node_modules'), join(root, 'node_modules'));
+  const hash = createHash('sha256');
+  const files = (readdirSync(join(root, 'dist'), { recursive: true }) as string[]).filter((f) => f.endsWith('.js')).sort();
+  for (const f of files) hash.update(f).update(readFileSync(join(root, 'dist', f)));
+  const schema = join(root, 'dist/config/schema.js');
+  const hasWorkers = existsSync(schema) && /\bworkers\b/.test(readFileSync(schema, 'utf8'));
+  return { root, fingerprint: hash.digest('hex').slice(0, 12), hasWorkers };
 }
 
 export interface ProxyProcess {
@@ -179,19 +223,20 @@ export async function startPgIngress(world: World, name: string): Promise<ProxyP
       `auth_user: ${USERS.auth.name}`,
       `auth_password: ${q(USERS.auth.password)}`,
       'auth_query: "SELECT username, password FROM pgbouncer.get_auth($1)"',
-      `default_pool_size: ${POOL_SIZE}`,
+      `default_pool_size: ${world.ingressPoolSize}`,
       `max_client_conn: ${MAX_CLIENT_CONN}`,
       'server_reset_query: DISCARD ALL',
       'log_level: warn',
+      ...(world.hasWorkersSetting ? [`workers: ${world.workers}`] : []),
       'databases:',
-      `  ${DB.tx}: ${q(upstreamDsn(world, 'transaction'))}`,
-      `  ${DB.session}: ${q(upstreamDsn(world, 'session'))}`,
+      `  ${DB.tx}: ${q(upstreamDsn(world, 'transaction', world.ingressPoolSize))}`,
+      `  ${DB.session}: ${q(upstreamDsn(world, 'session', POOL_SIZE))}`,
       '',
     ].join('\n'),
     { mode: 0o600 },
   );
-  const bin = join(world.repoRoot, 'bin/pg-ingress.js');
-  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', process.execPath, bin, '--config', yaml], join(world.work, `${name}.out`), { env: { PATH: process.env.PATH }, cwd: world.repoRoot });
+  const bin = join(world.ingressRoot, 'bin/pg-ingress.js');
+  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', process.execPath, bin, '--config', yaml], join(world.work, `${name}.out`), { env: { PATH: process.env.PATH }, cwd: world.ingressRoot });
   await waitForPort(port, daemon);
   return { daemon, port, stop: () => daemon.stop() };
 }
