@@ -94,7 +94,10 @@ describe('pool sizes', () => {
       });
       await sleep(400);
       expect(done).toBe(false); // held back by the database's budget
-      expect(Number(await adminSql(testEnv().cluster, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app1' AND usename IN ('limits_user', 'app_md5') AND backend_type = 'client backend'"))).toBe(1);
+      // This proxy's servers for app1, across both users' pools (other test files share the cluster).
+      let servers = 0;
+      for (const pool of proxy!.context.pools.all()) if (pool.database === 'app1') servers += pool.total;
+      expect(servers).toBe(1);
       await a.query('COMMIT'); // a's server idles; b's pool evicts it and opens its own
       expect(await q).toBe(2);
     } finally {
@@ -139,7 +142,7 @@ describe('server lifetimes', () => {
     await start({ pool_mode: 'transaction', server_idle_timeout: 0.3 });
     await withClient(opts(), async (c) => {
       await c.query('SELECT 1');
-      expect(await serverCount()).toBe(1);
+      expect(await serverCount()).toBeGreaterThanOrEqual(1); // ours (a previous test's may still be closing)
       expect(await until(async () => (await serverCount()) === 0)).toBe(true);
       expect((await c.query('SELECT 4 AS n')).rows[0].n).toBe(4); // and a new one opens on demand
     });
