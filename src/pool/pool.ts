@@ -60,10 +60,6 @@ export class Pool {
     return `${this.database}/${this.address.user}`;
   }
 
-  get stats(): { idle: number; active: number; waiting: number; connecting: number } {
-    return { idle: this.idle.length, active: this.active.size, waiting: this.waiters.length, connecting: this.connecting };
-  }
-
   /** Servers open or being opened. */
   get total(): number {
     return this.idle.length + this.active.size + this.connecting;
@@ -117,18 +113,11 @@ export class Pool {
       return;
     }
     this.active.add(server); // still busy while the reset runs
-    server.runInternal(this.settings.resetQuery).then(
-      () => {
-        server.statements.clear(); // DISCARD ALL / DEALLOCATE ALL dropped them; re-prepared on demand
-        this.active.delete(server);
-        this.makeIdle(server);
-      },
-      (err: Error) => {
-        this.log.warn({ server: server.id, err: err.message }, 'server_reset_query failed; closing the server');
-        this.active.delete(server);
-        this.close(server);
-      },
-    );
+    this.runOwn(server, this.settings.resetQuery, 'server_reset_query', () => {
+      server.statements.clear(); // DISCARD ALL / DEALLOCATE ALL dropped them; re-prepared on demand
+      this.active.delete(server);
+      this.makeIdle(server);
+    });
   }
 
   /** Drops a server that must not be reused. */
@@ -250,22 +239,24 @@ export class Pool {
 
   // server_check_query on a server idle longer than server_check_delay, before a client gets it.
   private check(server: ServerConnection): void {
-    server.runInternal(this.settings.checkQuery).then(
-      () => {
-        server.lastUsedAt = Date.now();
-        const waiter = this.waiters.shift();
-        if (waiter) this.settle(waiter, null, server);
-        else {
-          this.active.delete(server);
-          this.makeIdle(server);
-        }
-      },
-      (err: Error) => {
-        this.log.info({ server: server.id, err: err.message }, 'server_check_query failed; closing the server');
+    this.runOwn(server, this.settings.checkQuery, 'server_check_query', () => {
+      server.lastUsedAt = Date.now();
+      const waiter = this.waiters.shift();
+      if (waiter) this.settle(waiter, null, server);
+      else {
         this.active.delete(server);
-        this.close(server);
-      },
-    );
+        this.makeIdle(server);
+      }
+    });
+  }
+
+  /** Runs one of our own queries on a server held in `active`; a server where it fails is closed. */
+  private runOwn(server: ServerConnection, sql: string, setting: string, done: () => void): void {
+    server.runInternal(sql).then(done, (err: Error) => {
+      this.log.warn({ server: server.id, err: err.message }, `${setting} failed; closing the server`);
+      this.active.delete(server);
+      this.close(server);
+    });
   }
 
   private open(): void {
