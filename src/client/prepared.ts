@@ -42,29 +42,31 @@ export class PreparedStatements {
   }
 
   /**
-   * Handles one frame bound for `server`. Returns the buffers to send instead
-   * of it, or null to send it unchanged.
+   * Handles one frame bound for `server`: either passes what to send instead
+   * of it to `send` (in order) and returns true, or returns false to send it
+   * unchanged. No array or closure per message.
    */
-  rewrite(type: number, buf: Buffer, start: number, end: number, server: ServerConnection): Buffer[] | null {
+  rewrite(type: number, buf: Buffer, start: number, end: number, server: ServerConnection, send: (b: Buffer) => void): boolean {
     switch (type) {
       case PARSE:
-        return this.parse(buf, start, end, server);
+        return this.parse(buf, start, end, server, send);
       case BIND: {
         const { name, nameStart, nameEnd } = frontend.bindStatement(buf, start, end);
-        return this.useStatement(name, buf, start, end, nameStart, nameEnd, server);
+        return this.useStatement(name, buf, start, end, nameStart, nameEnd, server, send);
       }
       case DESCRIBE: {
         const t = frontend.targetOf(buf, start, end);
-        if (t.kind !== STATEMENT) return null;
-        return this.useStatement(t.name, buf, start, end, t.nameStart, t.nameEnd, server);
+        if (t.kind !== STATEMENT) return false;
+        return this.useStatement(t.name, buf, start, end, t.nameStart, t.nameEnd, server, send);
       }
       case CLOSE: {
         const t = frontend.targetOf(buf, start, end);
         server.statements.expectClose(Answer.Forward, server.sentBatches);
-        if (t.kind !== STATEMENT || t.name === '') return null;
+        if (t.kind !== STATEMENT || t.name === '') return false;
         // Other clients may share the server statement: forget only our name; LRU eviction closes it.
         this.byName.delete(t.name);
-        return [NOOP_CLOSE];
+        send(NOOP_CLOSE);
+        return true;
       }
       case QUERY:
         // Decode the text only when it could be DEALLOCATE/DISCARD (first letter 'D'): no string per query.
@@ -72,17 +74,17 @@ export class PreparedStatements {
           this.byName.clear();
           server.statements.clear();
         }
-        return null;
+        return false;
       default:
-        return null;
+        return false;
     }
   }
 
-  private parse(buf: Buffer, start: number, end: number, server: ServerConnection): Buffer[] | null {
+  private parse(buf: Buffer, start: number, end: number, server: ServerConnection, send: (b: Buffer) => void): boolean {
     const { name, rest } = frontend.parseName(buf, start, end);
     if (name === '') {
       server.statements.expectParse(Answer.Forward, server.sentBatches, null);
-      return null;
+      return false;
     }
     const body = Buffer.from(rest); // kept beyond this chunk
     const serverName = `pgi_${createHash('sha256').update(body).digest('hex').slice(0, 32)}`;
@@ -90,35 +92,33 @@ export class PreparedStatements {
     if (server.statements.touch(serverName)) {
       // The server has it already: a no-op Close answers in the Parse's place, patched to ParseComplete.
       server.statements.expectClose(Answer.PatchToParseComplete, server.sentBatches);
-      return [NOOP_CLOSE];
+      send(NOOP_CLOSE);
+      return true;
     }
-    const out = this.evictions(server, serverName);
+    this.evict(server, serverName, send);
     server.statements.expectParse(Answer.Forward, server.sentBatches, serverName);
-    out.push(frontend.buildParse(serverName, body));
-    return out;
+    send(frontend.buildParse(serverName, body));
+    return true;
   }
 
-  private useStatement(name: string, buf: Buffer, start: number, end: number, nameStart: number, nameEnd: number, server: ServerConnection): Buffer[] | null {
-    if (name === '') return null;
+  private useStatement(name: string, buf: Buffer, start: number, end: number, nameStart: number, nameEnd: number, server: ServerConnection, send: (b: Buffer) => void): boolean {
+    if (name === '') return false;
     const statement = this.byName.get(name);
-    if (!statement) return null; // unknown here: the server answers "does not exist" itself
-    const out: Buffer[] = [];
+    if (!statement) return false; // unknown here: the server answers "does not exist" itself
     if (!server.statements.touch(statement.serverName)) {
-      out.push(...this.evictions(server, statement.serverName));
+      this.evict(server, statement.serverName, send);
       server.statements.expectParse(Answer.Swallow, server.sentBatches, statement.serverName);
-      out.push(frontend.buildParse(statement.serverName, statement.body));
+      send(frontend.buildParse(statement.serverName, statement.body));
     }
-    out.push(frontend.replaceName(buf, start, end, nameStart, nameEnd, statement.serverName));
-    return out;
+    send(frontend.replaceName(buf, start, end, nameStart, nameEnd, statement.serverName));
+    return true;
   }
 
-  /** Registers `serverName` on the server; hidden Closes for what the cap evicts. */
-  private evictions(server: ServerConnection, serverName: string): Buffer[] {
-    const out: Buffer[] = [];
+  /** Registers `serverName` on the server; sends hidden Closes for what the cap evicts. */
+  private evict(server: ServerConnection, serverName: string, send: (b: Buffer) => void): void {
     for (const victim of server.statements.add(serverName, null)) {
       server.statements.expectClose(Answer.Swallow, server.sentBatches);
-      out.push(frontend.buildCloseStatement(victim));
+      send(frontend.buildCloseStatement(victim));
     }
-    return out;
   }
 }

@@ -122,17 +122,15 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
         return false;
       }
     }
-    const replacement = this.env.prepared ? this.env.prepared.rewrite(type, buf, start, end, server) : null;
+    const rewritten = this.env.prepared !== null && this.env.prepared.rewrite(type, buf, start, end, server, this.sendRewritten);
     const wasBusy = server.pendingReady > 0;
     server.noteClientMessage(type);
     if (!wasBusy && server.pendingReady > 0) {
       this.busySince = this.lastActivity;
       this.idleInTransactionSince = 0;
     }
-    if (replacement) {
-      this.flush();
-      for (const b of replacement) this.toServer(b);
-    } else if (buf === this.chunk && start === this.runEnd && this.runEnd > this.runStart) {
+    if (rewritten) return true; // sent already, through sendRewritten
+    if (buf === this.chunk && start === this.runEnd && this.runEnd > this.runStart) {
       this.runEnd = end; // contiguous with the run: one write later
     } else if (buf === this.chunk) {
       this.flush();
@@ -144,6 +142,12 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     }
     return true;
   }
+
+  /** What PreparedStatements sends in place of a frame: after the run before it, in order. */
+  private readonly sendRewritten = (b: Buffer): void => {
+    this.flush();
+    this.toServer(b);
+  };
 
   private flush(): void {
     if (this.runEnd > this.runStart && this.chunk) {
@@ -247,7 +251,8 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   }
 
   onServerParameter(name: string, value: string): void {
-    if (this.params.has(name) || name === 'application_name') this.params.set(name, value);
+    // A tracked parameter the client changed itself (SET): keep it for this client's next server.
+    if (this.env.parameters.canonical(name) === name) this.params.set(name, value);
   }
 
   onServerReady(): void {
