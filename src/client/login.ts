@@ -15,10 +15,9 @@ import { poolSettings } from '../pool/settings.js';
 import { ServerLoginError } from '../pool/server-login.js';
 import { ServerConnectError, type ServerConnection } from '../pool/server.js';
 import type { ProxyContext } from '../proxy.js';
-import type { Negotiated } from './handshake.js';
 import { clientParameters, parameterSync } from './parameters.js';
 import { route } from './router.js';
-import { SilentClose } from './handshake.js';
+import { SilentClose, type Negotiated } from './handshake.js';
 
 /** Login-phase messages are small; the real limit applies after login. */
 const LOGIN_MAX_MESSAGE = 16 * 1024;

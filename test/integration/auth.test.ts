@@ -25,6 +25,14 @@ describe('login through TLS', () => {
     expect(r.stdout).toBe(`${USERS.scram.name}|app1|f`);
   });
 
+  it('binds SCRAM to the TLS channel when psql requires it (SCRAM-SHA-256-PLUS, tls-server-end-point)', async () => {
+    const r = await psql(conninfo(proxy.port, 'app1', USERS.scram.name, 'sslmode=require channel_binding=require'), 'SELECT current_user', { PGPASSWORD: USERS.scram.password });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(USERS.scram.name);
+    const wrong = await psql(conninfo(proxy.port, 'app1', USERS.scram.name, 'sslmode=require channel_binding=require'), 'SELECT 1', { PGPASSWORD: 'wrong' });
+    expect(wrong.stderr).toMatch(/password authentication failed/);
+  });
+
   it('logs an md5 user in with node-postgres', async () => {
     const row = await withClient(pgOptions(proxy.port, 'app1', USERS.md5.name, USERS.md5.password), async (c) => (await c.query('SELECT current_user AS u')).rows[0]);
     expect(row.u).toBe(USERS.md5.name);
