@@ -236,7 +236,7 @@ export async function startPgIngress(world: World, name: string): Promise<ProxyP
     { mode: 0o600 },
   );
   const bin = join(world.ingressRoot, 'bin/pg-ingress.js');
-  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', process.execPath, bin, '--config', yaml], join(world.work, `${name}.out`), { env: { PATH: process.env.PATH }, cwd: world.ingressRoot });
+  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', process.execPath, bin, '--config', yaml], join(world.work, `${name}.out`), { env: { PATH: process.env.PATH, ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}) }, cwd: world.ingressRoot });
   await waitForPort(port, daemon);
   return { daemon, port, stop: () => daemon.stop() };
 }

@@ -5,9 +5,9 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/index.js';
 import { createLogger } from '../log/logger.js';
-import { startProxy } from '../proxy.js';
 import { initSql } from './init-sql.js';
 import { runPrimary } from '../workers/primary.js';
+import { workerExecArgv } from '../workers/node-flags.js';
 import { currentWorkerId, MAX_WORKER_ID } from '../workers/messages.js';
 
 const USAGE = `usage:
@@ -57,10 +57,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   const workers = config.workers === 0 ? availableParallelism() : config.workers;
   if (workers > 1 && cluster.isPrimary) {
+    cluster.setupPrimary({ execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS) });
     return runPrimary(Math.min(workers, MAX_WORKER_ID), createLogger(config.log_level));
   }
   const log = createLogger(config.log_level).child(cluster.isWorker ? { worker: currentWorkerId() } : {});
   if (config.auth_password === null) log.warn({ auth_user: config.auth_user }, 'no auth_password configured: auth_query will only work if the server trusts auth_user');
+  // Loaded here, not at the top: a primary never runs the proxy and stays small without it.
+  const { startProxy } = await import('../proxy.js');
   const proxy = await startProxy(config, log);
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
