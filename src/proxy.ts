@@ -1,5 +1,6 @@
 // Wires one proxy instance together: configuration, TLS, auth_query, pools,
-// cancel keys and the listener. Used by the CLI and, in process, by the tests.
+// cancel keys, statistics and the listener (and, in a single-process proxy,
+// the metrics endpoint). Used by the CLI and, in process, by the tests.
 import cluster from 'node:cluster';
 import { AuthQuery } from './auth/auth-query.js';
 import { Listener } from './client/listener.js';
@@ -7,10 +8,13 @@ import { ParameterPolicy } from './client/parameters.js';
 import type { ClientSession } from './client/session.js';
 import type { Config } from './config/index.js';
 import type { Logger } from './log/logger.js';
+import { MetricsServer } from './metrics/server.js';
 import { CancelRegistry } from './pool/cancel.js';
 import { PoolManager } from './pool/manager.js';
+import { LocalCollector, WorkerCollector, type StatsCollector } from './stats/collector.js';
+import { takeSnapshot, type WorkerSnapshot } from './stats/snapshot.js';
 import { TlsContextProvider } from './tls/context.js';
-import { currentWorkerId, isCancelMessage } from './workers/messages.js';
+import { currentWorkerId, isCancelMessage, isMessage } from './workers/messages.js';
 
 export interface ProxyContext {
   config: Config;
@@ -22,18 +26,30 @@ export interface ProxyContext {
   parameters: ParameterPolicy;
   /** Logged-in clients, for the janitor's timeouts. */
   clients: Set<ClientSession>;
+  /** Statistics of this process, or of every worker (the admin console asks it). */
+  stats: StatsCollector;
+  /** Admin console connections open now (not pool clients). */
+  adminConsoles: number;
 }
 
 /** How often the janitor looks at timeouts and pool sizes (PgBouncer's runs about once a second). */
 const JANITOR_INTERVAL_MS = 250;
+/** The period the avg_ columns of SHOW STATS cover (PgBouncer's default stats_period). */
+export const STATS_PERIOD_MS = 60_000;
 
 export interface RunningProxy {
   port: number;
+  /** Port of the metrics endpoint this process serves, or null (disabled, or served by the primary). */
+  metricsPort: number | null;
   context: ProxyContext;
   close(): Promise<void>;
 }
 
 export async function startProxy(config: Config, log: Logger): Promise<RunningProxy> {
+  const worker = cluster.isWorker ? currentWorkerId() : 0;
+  let listener: Listener | null = null;
+  const snapshot = (): WorkerSnapshot =>
+    takeSnapshot({ worker, config, pools: context.pools.all(), clients: context.clients, connections: (listener?.clientCount ?? 0) - context.adminConsoles });
   const context: ProxyContext = {
     config,
     log,
@@ -58,10 +74,14 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     ),
     parameters: new ParameterPolicy(config.track_extra_parameters, config.ignore_startup_parameters),
     clients: new Set(),
+    stats: cluster.isWorker ? new WorkerCollector(snapshot) : new LocalCollector(snapshot),
+    adminConsoles: 0,
   };
-  // A cancel that reached another worker, relayed by the primary.
   const onMessage = (msg: unknown): void => {
+    // A cancel that reached another worker, relayed by the primary.
     if (isCancelMessage(msg)) context.cancels.forward(msg.processId, msg.secretKey);
+    // The primary gathers every worker's statistics.
+    else if (isMessage(msg, 'pg-ingress:stats-request')) process.send!({ type: 'pg-ingress:stats-reply', id: msg.id, snapshot: snapshot() });
   };
   if (cluster.isWorker) process.on('message', onMessage);
   const janitor = setInterval(() => {
@@ -70,19 +90,45 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     for (const client of context.clients) client.tick(now);
   }, JANITOR_INTERVAL_MS);
   janitor.unref();
-  const listener = new Listener(context);
-  const port = await listener.listen(config.listen_addr, config.listen_port);
+  const statsPeriod = setInterval(() => {
+    for (const pool of context.pools.all()) pool.stats.rollPeriod();
+  }, STATS_PERIOD_MS);
+  statsPeriod.unref();
+  const clientListener = (listener = new Listener(context));
+  const port = await clientListener.listen(config.listen_addr, config.listen_port);
   log.info({ listen_addr: config.listen_addr, listen_port: port }, 'pg-ingress listening');
+  let closing = false;
+  const metricsAt = config.metrics_port === null ? null : { host: config.metrics_listen_addr, port: config.metrics_port };
+  // With workers the primary serves metrics for all of them; this tells it where.
+  if (cluster.isWorker) process.send!({ type: 'pg-ingress:worker-ready', metrics: metricsAt });
+  const metrics = metricsAt && !cluster.isWorker ? await startMetrics(metricsAt, context, () => !closing, log) : null;
   return {
     port,
+    metricsPort: metrics?.port ?? null,
     context,
     async close() {
+      closing = true; // /readyz answers 503 from now on
       clearInterval(janitor);
+      clearInterval(statsPeriod);
       process.off('message', onMessage);
-      await listener.close();
+      if (context.stats instanceof WorkerCollector) context.stats.close();
+      await clientListener.close();
       context.pools.closeAll();
       context.tls.close();
       await context.authQuery.close();
+      await metrics?.close();
     },
   };
+}
+
+/** The metrics endpoint of a single-process proxy. Not listening is logged, not fatal: clients still get served. */
+async function startMetrics(at: { host: string; port: number }, context: ProxyContext, ready: () => boolean, log: Logger): Promise<MetricsServer | null> {
+  try {
+    const server = await MetricsServer.start({ ...at, collector: context.stats, ready, log });
+    log.info({ metrics_listen_addr: at.host, metrics_port: server.port }, 'metrics endpoint listening');
+    return server;
+  } catch (err) {
+    log.error({ err: (err as Error).message, metrics_port: at.port }, 'metrics endpoint could not listen; serving clients without it');
+    return null;
+  }
 }

@@ -39,7 +39,8 @@ export class Listener {
   }
 
   private accept(socket: net.Socket): void {
-    const log = lazyChild(this.proxy.log, { conn: nextConn++, client_addr: socket.remoteAddress });
+    const conn = nextConn++;
+    const log = lazyChild(this.proxy.log, { conn, client_addr: socket.remoteAddress });
     socket.on('error', (err) => log.debug({ err: err.message }, 'client socket error'));
     if (this.sockets.size >= this.proxy.config.max_client_conn) {
       // Refused before reading anything: a plaintext ErrorResponse, as PgBouncer does.
@@ -50,10 +51,10 @@ export class Listener {
     }
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
-    this.serve(socket, log).catch((err) => log.error({ err: (err as Error).message }, 'unexpected error serving a client'));
+    this.serve(socket, log, conn).catch((err) => log.error({ err: (err as Error).message }, 'unexpected error serving a client'));
   }
 
-  private async serve(socket: net.Socket, log: ConnLogger): Promise<void> {
+  private async serve(socket: net.Socket, log: ConnLogger, conn: number): Promise<void> {
     const proxy = this.proxy;
     let stream: import('node:stream').Duplex = socket;
     try {
@@ -79,6 +80,8 @@ export class Listener {
         resetOnRelease: !pooled || proxy.config.server_reset_query_always,
         prepared: pooled && proxy.config.max_prepared_statements > 0 ? new PreparedStatements() : null,
         parameters: proxy.parameters,
+        id: conn,
+        connectedAt: Date.now(),
         timeouts: {
           queryTimeoutMs: proxy.config.query_timeout * 1000,
           idleTransactionTimeoutMs: proxy.config.idle_transaction_timeout * 1000,

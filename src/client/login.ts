@@ -101,7 +101,9 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Conn
   let server: ServerConnection;
   let params: Map<string, string>;
   try {
+    const waitStart = performance.now();
     server = await pool.acquire();
+    pool.stats.waitTimeMs += performance.now() - waitStart;
   } catch (err) {
     throw translate(err);
   }

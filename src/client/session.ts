@@ -19,6 +19,7 @@ import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { Cancellable } from '../pool/cancel.js';
 import type { Pool } from '../pool/pool.js';
 import type { ServerConnection, ServerOwner } from '../pool/server.js';
+import type { PoolCounters } from '../stats/counters.js';
 import { parametersAgree, parameterSync, type ParameterPolicy } from './parameters.js';
 import type { PreparedStatements } from './prepared.js';
 import { translate } from './login.js';
@@ -41,6 +42,9 @@ export interface SessionEnv {
   /** Statement renaming for transaction/statement pooling; null to pass statements through. */
   prepared: PreparedStatements | null;
   parameters: ParameterPolicy;
+  /** Connection number (as in the logs) and login time, for SHOW CLIENTS. */
+  id: number;
+  connectedAt: number;
   onEnd: () => void;
 }
 
@@ -57,19 +61,25 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private lastActivity = Date.now();
   private busySince = 0;
   private idleInTransactionSince = 0;
+  // SHOW STATS: this pool's counters, and performance.now() at the current query, transaction and wait start (0 = none).
+  private readonly stats: PoolCounters;
+  private queryStart = 0;
+  private xactStart = 0;
+  private waitStart = 0;
   private readonly onData = (chunk: Buffer): void => this.fromClient(chunk);
   private readonly onClientDrain = (): void => this.server?.resume();
 
   constructor(
     private readonly socket: Duplex,
     private readonly framer: Framer,
-    private readonly pool: Pool,
+    readonly pool: Pool,
     server: ServerConnection | null,
     /** Tracked parameter values of this client (updated from ParameterStatus). */
     readonly params: Map<string, string>,
     private readonly env: SessionEnv,
   ) {
     this.server = server;
+    this.stats = pool.stats;
   }
 
   /** Starts relaying; `pending` are whole frames the client sent during login. */
@@ -88,11 +98,33 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     return this.server;
   }
 
+  /** For SHOW CLIENTS: the client's socket, its state and when it last sent something. */
+  get stream(): Duplex {
+    return this.socket;
+  }
+
+  get isWaiting(): boolean {
+    return this.waiting;
+  }
+
+  get lastRequestAt(): number {
+    return this.lastActivity;
+  }
+
+  get id(): number {
+    return this.env.id;
+  }
+
+  get connectedAt(): number {
+    return this.env.connectedAt;
+  }
+
   // --- client → server
 
   private fromClient(chunk: Buffer): void {
     if (this.ended) return;
     this.lastActivity = Date.now();
+    this.stats.bytesReceived += chunk.length;
     this.chunk = chunk;
     this.runStart = this.runEnd = 0;
     try {
@@ -128,6 +160,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     if (!wasBusy && server.pendingReady > 0) {
       this.busySince = this.lastActivity;
       this.idleInTransactionSince = 0;
+      this.queryStarted();
     }
     if (rewritten) return true; // sent already, through sendRewritten
     if (buf === this.chunk && start === this.runEnd && this.runEnd > this.runStart) {
@@ -185,6 +218,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private acquire(): void {
     if (this.waiting) return;
     this.waiting = true;
+    this.waitStart = performance.now();
     this.socket.pause();
     this.pool.acquire().then(
       (server) => this.onAcquired(server),
@@ -211,6 +245,10 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
       return;
     }
     this.waiting = false;
+    if (this.waitStart > 0) {
+      this.stats.waitTimeMs += performance.now() - this.waitStart;
+      this.waitStart = 0;
+    }
     if (this.ended) {
       this.pool.release(server, false);
       return;
@@ -223,6 +261,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   }
 
   private attach(server: ServerConnection): void {
+    this.stats.serverAssignmentCount++;
     this.server = server;
     server.attach(this);
   }
@@ -240,6 +279,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
 
   onServerData(chunk: Buffer): void {
     if (this.ended) return;
+    this.stats.bytesSent += chunk.length;
     if (!this.socket.write(chunk)) this.server?.pause();
   }
 
@@ -262,6 +302,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
       this.busySince = 0;
       this.lastActivity = Date.now();
       this.idleInTransactionSince = server.status === 'I' ? 0 : this.lastActivity;
+      this.queryEnded(server.status);
     }
     if (this.env.mode === 'session') return;
     if (this.env.mode === 'statement' && server.status !== 'I') {
@@ -278,6 +319,29 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     if (this.ended) return;
     // The server's own FATAL, if it sent one, has been relayed already.
     this.fail(err ? fatal(SqlState.connectionFailure, 'server closed the connection unexpectedly') : null);
+  }
+
+  // --- SHOW STATS, measured where PgBouncer measures: at the edges of queries and transactions
+
+  private queryStarted(): void {
+    const now = performance.now();
+    this.stats.queryCount++;
+    this.queryStart = now;
+    if (this.xactStart === 0) {
+      this.stats.xactCount++;
+      this.xactStart = now;
+    }
+  }
+
+  private queryEnded(status: string): void {
+    if (this.queryStart === 0) return;
+    const now = performance.now();
+    this.stats.queryTimeMs += now - this.queryStart;
+    this.queryStart = 0;
+    if (status === 'I' && this.xactStart > 0) {
+      this.stats.xactTimeMs += now - this.xactStart;
+      this.xactStart = 0;
+    }
   }
 
   // --- timeouts (called by the janitor)

@@ -50,6 +50,7 @@ export const BITNAMI_VARS: ReadonlyArray<readonly [env: string, key: string]> = 
   ['PGBOUNCER_IDLE_TRANSACTION_TIMEOUT', 'idle_transaction_timeout'],
   ['PGBOUNCER_MAX_PREPARED_STATEMENTS', 'max_prepared_statements'],
   ['PGBOUNCER_IGNORE_STARTUP_PARAMETERS', 'ignore_startup_parameters'],
+  ['PGBOUNCER_STATS_USERS', 'stats_users'],
 ];
 
 /** Reads a secret or DSN file, dropping the one newline editors and `echo` add. */

@@ -65,6 +65,10 @@ export interface Config {
   track_extra_parameters: string[];
   max_packet_size: number;
   workers: number; // 0 = one per CPU
+  metrics_listen_addr: string;
+  metrics_port: number | null; // null = no metrics/health HTTP server
+  admin_users: string[];
+  stats_users: string[];
   log_level: LogLevel;
   databases: Readonly<Record<string, DatabaseEntry>>;
   users: Readonly<Record<string, UserEntry>>;
@@ -197,6 +201,15 @@ const tlsProtocols = () =>
     return parts.every((p) => p === 'tlsv1.3') ? 'tlsv1.3' : 'tlsv1.2';
   });
 
+const OFF = new Set(['off', 'false', 'no', 'none', 'disabled']);
+/** A port, or off (false, none, …) to turn the listener off. */
+const portOrOff = () =>
+  leaf('an integer from 0 to 65535, or off', (v): number | null | undefined => {
+    if (v === false || (typeof v === 'string' && OFF.has(v.trim().toLowerCase()))) return null;
+    const n = toNumber(v);
+    return n !== undefined && Number.isInteger(n) && n >= 0 && n <= 65535 ? n : undefined;
+  });
+
 /** One address; PgBouncer's `*` means all IPv4 addresses here. */
 const listenAddr = () =>
   leaf('one host name or IP address (a list is not supported)', (v) => {
@@ -300,6 +313,10 @@ export const configSchema = z
     track_extra_parameters: list().default([]),
     max_packet_size: int(1024, 2147483647).default(2147483647),
     workers: int(0, 126).default(0),
+    metrics_listen_addr: listenAddr().default('0.0.0.0'),
+    metrics_port: portOrOff().default(9127), // pgbouncer_exporter's port
+    admin_users: list().default([]),
+    stats_users: list().default([]),
     log_level: oneOf(LOG_LEVELS).default('info'),
     databases: z.record(z.string(), databaseEntrySchema).default({}),
     users: z.record(z.string(), userEntrySchema).default({}),

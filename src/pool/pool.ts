@@ -2,12 +2,15 @@
 // waiting in FIFO order for one. A server is in exactly one place (idle,
 // active, or being opened); it moves in acquire/release/discard and the
 // janitor's tick only.
+import type { PoolMode } from '../config/index.js';
 import type { Logger } from '../log/logger.js';
+import { PoolCounters } from '../stats/counters.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { ServerCredentials } from './server-login.js';
 import { ServerConnection, type ServerAddress } from './server.js';
 
 export interface PoolSettings {
+  mode: PoolMode;
   size: number;
   minSize: number;
   reserveSize: number;
@@ -31,6 +34,17 @@ export interface PoolLimits {
   released(pool: Pool): void;
 }
 
+/** What SHOW POOLS counts in one pool (clients other than waiting ones are counted by their sessions). */
+export interface PoolState {
+  waiting: number;
+  active: number;
+  idle: number;
+  used: number;
+  tested: number;
+  login: number;
+  maxWaitMs: number;
+}
+
 interface Waiter {
   resolve: (server: ServerConnection) => void;
   reject: (err: Error) => void;
@@ -47,6 +61,10 @@ export class Pool {
   private credentials: ServerCredentials | null = null;
   private retryAt = 0;
   private lastLoginError: Error | null = null;
+  /** Servers in `active` running server_reset_query or server_check_query (PgBouncer's sv_tested). */
+  private testing = 0;
+  /** SHOW STATS counters, bumped by the clients of this pool. */
+  readonly stats = new PoolCounters();
 
   constructor(
     readonly database: string,
@@ -150,6 +168,36 @@ export class Pool {
     return this.waiters.length > 0;
   }
 
+  get mode(): PoolMode {
+    return this.settings.mode;
+  }
+
+  get size(): number {
+    return this.settings.size;
+  }
+
+  /** Server and waiting-client counts as SHOW POOLS reports them; maxwait from the oldest waiter. */
+  state(now: number): PoolState {
+    let used = 0;
+    for (const s of this.idle) if (this.needsCheck(s, now)) used++;
+    const oldest = this.waiters[0];
+    return {
+      waiting: this.waiters.length,
+      active: this.active.size - this.testing,
+      idle: this.idle.length - used,
+      used,
+      tested: this.testing,
+      login: this.connecting,
+      maxWaitMs: oldest ? Math.max(0, now - oldest.since) : 0,
+    };
+  }
+
+  /** Every open server with its SHOW SERVERS state. */
+  *servers(now: number): Generator<[ServerConnection, 'active' | 'idle' | 'used']> {
+    for (const s of this.active) yield [s, 'active'];
+    for (const s of this.idle) yield [s, this.needsCheck(s, now) ? 'used' : 'idle'];
+  }
+
   closeAll(): void {
     for (const s of [...this.idle, ...this.active]) s.close();
     this.idle.length = 0;
@@ -232,9 +280,9 @@ export class Pool {
     }
   }
 
-  private needsCheck(server: ServerConnection): boolean {
+  private needsCheck(server: ServerConnection, now = Date.now()): boolean {
     // A server fresh from login needs no check (and checking it could loop on a failing check query).
-    return this.settings.checkQuery !== '' && server.used && Date.now() - server.lastUsedAt >= this.settings.checkDelayMs;
+    return this.settings.checkQuery !== '' && server.used && now - server.lastUsedAt >= this.settings.checkDelayMs;
   }
 
   // server_check_query on a server idle longer than server_check_delay, before a client gets it.
@@ -252,7 +300,12 @@ export class Pool {
 
   /** Runs one of our own queries on a server held in `active`; a server where it fails is closed. */
   private runOwn(server: ServerConnection, sql: string, setting: string, done: () => void): void {
-    server.runInternal(sql).then(done, (err: Error) => {
+    this.testing++;
+    server.runInternal(sql).then(() => {
+      this.testing--;
+      done();
+    }, (err: Error) => {
+      this.testing--;
       this.log.warn({ server: server.id, err: err.message }, `${setting} failed; closing the server`);
       this.active.delete(server);
       this.close(server);

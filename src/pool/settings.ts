@@ -5,6 +5,7 @@ import type { PoolSettings } from './pool.js';
 export function poolSettings(config: Config, size: number, mode: PoolMode): PoolSettings {
   const ms = (seconds: number): number => Math.round(seconds * 1000);
   return {
+    mode,
     size,
     minSize: config.min_pool_size,
     reserveSize: config.reserve_pool_size,

@@ -24,6 +24,7 @@ export function testConfig(overrides: Record<string, unknown> = {}, env: Record<
       client_tls_key_file: keyFile,
       auth_password: USERS.auth.password,
       log_level: process.env.PG_INGRESS_TEST_LOG ?? 'silent',
+      metrics_port: 'off', // in-process proxies run side by side: a test that wants metrics asks for port 0
       databases: {
         app1: `host=${cluster.host} port=${cluster.port} dbname=app1`,
         app2: { host: cluster.host, port: cluster.port, dbname: 'app2' },

@@ -47,6 +47,10 @@ const valid: Record<string, [string, unknown]> = {
   track_extra_parameters: ['IntervalStyle, search_path', ['IntervalStyle', 'search_path']],
   max_packet_size: ['65536', 65536],
   workers: ['2', 2],
+  metrics_listen_addr: ['127.0.0.1', '127.0.0.1'],
+  metrics_port: ['off', null],
+  admin_users: ['ops, root', ['ops', 'root']],
+  stats_users: ['monitor', ['monitor']],
   log_level: ['debug', 'debug'],
 };
 

@@ -52,6 +52,10 @@ describe('defaults', () => {
       track_extra_parameters: [],
       max_packet_size: 2147483647,
       workers: 0,
+      metrics_listen_addr: '0.0.0.0',
+      metrics_port: 9127,
+      admin_users: [],
+      stats_users: [],
       log_level: 'info',
       databases: {},
       users: {},
@@ -117,6 +121,10 @@ describe('type errors name the file and the key', () => {
     track_extra_parameters: [7, 'expected a list of strings or a comma-separated string, got 7'],
     max_packet_size: [100, 'expected an integer from 1024 to 2147483647, got 100'],
     workers: [200, 'expected an integer from 0 to 126, got 200'],
+    metrics_listen_addr: ['', 'expected one host name or IP address'],
+    metrics_port: ['on', 'expected an integer from 0 to 65535, or off, got "on"'],
+    admin_users: [3, 'expected a list of strings or a comma-separated string, got 3'],
+    stats_users: [{}, 'expected a list of strings or a comma-separated string, got {}'],
     log_level: ['verbose', 'expected one of trace, debug, info, warn, error, fatal, silent, got "verbose"'],
   };
 

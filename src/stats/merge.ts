@@ -1,0 +1,84 @@
+// Adds up the snapshots of several workers into what one PgBouncer would show:
+// pools and databases summed by name, counters summed, maxwait the largest,
+// client and server lists concatenated (each row keeps its worker).
+import { addCounters, zeroCounters, type CounterValues } from './counters.js';
+import type { ConnectionRow, DatabaseRow, PoolRow, WorkerSnapshot } from './snapshot.js';
+
+/** SHOW STATS for one database: totals since start and the last stats period's increase. */
+export interface DatabaseStats {
+  database: string;
+  totals: CounterValues;
+  last_period: CounterValues;
+}
+
+export interface ClusterStats {
+  /** Workers whose snapshot is included (a worker that did not answer in time is left out). */
+  workers: number[];
+  pools: PoolRow[];
+  databases: DatabaseRow[];
+  stats: DatabaseStats[];
+  clients: ConnectionRow[];
+  servers: ConnectionRow[];
+  lists: { databases: number; users: number; pools: number; used_clients: number; login_clients: number; used_servers: number };
+  /** max_client_conn summed over the workers (each enforces its own); max_user_connections as configured. */
+  limits: { max_client_conn: number; max_user_connections: number };
+}
+
+const POOL_SUMS = ['cl_active', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login'] as const satisfies readonly (keyof PoolRow)[];
+
+export function mergeSnapshots(snapshots: readonly WorkerSnapshot[]): ClusterStats {
+  const pools = new Map<string, PoolRow>();
+  const databases = new Map<string, DatabaseRow>();
+  const stats = new Map<string, DatabaseStats>();
+  const clients: ConnectionRow[] = [];
+  const servers: ConnectionRow[] = [];
+  let connections = 0;
+  const limits = { max_client_conn: 0, max_user_connections: snapshots[0]?.limits.max_user_connections ?? 0 };
+  for (const snap of snapshots) {
+    connections += snap.connections;
+    limits.max_client_conn += snap.limits.max_client_conn;
+    clients.push(...snap.clients);
+    servers.push(...snap.servers);
+    for (const p of snap.pools) {
+      const key = `${p.database}\0${p.user}`;
+      const into = pools.get(key);
+      if (!into) {
+        pools.set(key, { ...p, totals: { ...p.totals }, last_period: { ...p.last_period } });
+      } else {
+        for (const k of POOL_SUMS) into[k] += p[k];
+        into.maxwait_us = Math.max(into.maxwait_us, p.maxwait_us);
+        addCounters(into.totals, p.totals);
+        addCounters(into.last_period, p.last_period);
+      }
+      let db = stats.get(p.database);
+      if (!db) stats.set(p.database, (db = { database: p.database, totals: zeroCounters(), last_period: zeroCounters() }));
+      addCounters(db.totals, p.totals);
+      addCounters(db.last_period, p.last_period);
+    }
+    for (const d of snap.databases) {
+      const into = databases.get(d.name);
+      if (!into) databases.set(d.name, { ...d });
+      else into.current_connections += d.current_connections;
+    }
+  }
+  const byName = <T>(key: (t: T) => string) => (a: T, b: T): number => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
+  const poolRows = [...pools.values()].sort(byName((p) => `${p.database}\0${p.user}`));
+  const loggedIn = clients.length;
+  return {
+    workers: snapshots.map((s) => s.worker).sort((a, b) => a - b),
+    pools: poolRows,
+    databases: [...databases.values()].sort(byName((d) => d.name)),
+    stats: [...stats.values()].sort(byName((s) => s.database)),
+    clients,
+    servers,
+    lists: {
+      databases: databases.size,
+      users: new Set(poolRows.map((p) => p.user)).size,
+      pools: pools.size,
+      used_clients: connections,
+      login_clients: Math.max(0, connections - loggedIn),
+      used_servers: servers.length + poolRows.reduce((n, p) => n + p.sv_login, 0),
+    },
+    limits,
+  };
+}

@@ -1,0 +1,34 @@
+// Request/reply over the cluster IPC channel: each request gets an id, the
+// reply with that id settles it, and a timer settles it with null instead, so a
+// dead or stuck process costs at most the timeout, never a hang.
+
+export class PendingReplies<T> {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (value: T | null) => void; timer: NodeJS.Timeout }>();
+
+  constructor(private readonly timeoutMs: number) {}
+
+  /** Sends with a fresh id; resolves with the reply, or null on timeout or when sending fails. */
+  request(send: (id: number) => boolean | void): Promise<T | null> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.settle(id, null), this.timeoutMs);
+      timer.unref();
+      this.pending.set(id, { resolve, timer });
+      try {
+        if (send(id) === false) this.settle(id, null);
+      } catch {
+        this.settle(id, null); // the channel is closed: the process is gone
+      }
+    });
+  }
+
+  /** A reply arrived; unknown or late ids are ignored. */
+  settle(id: number, value: T | null): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    p.resolve(value);
+  }
+}
