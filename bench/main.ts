@@ -18,7 +18,7 @@ import { runFramerBench, type FramerResult } from './lib/framer-bench.js';
 import { measureIdle, type IdleResult } from './lib/memory.js';
 import { runPgbench, type CellResult } from './lib/pgbench.js';
 import { cellKey, renderReport, targetChecks, type ReportInput } from './lib/report.js';
-import { checkLogin, clientEnv, DB, fdWarning, havePgbouncer, PGBOUNCER_BIN, setupWorld, startPgbouncer, startPgIngress, type ProxyProcess, type World } from './lib/setup.js';
+import { checkLogin, clientEnv, DB, fdWarning, havePgbouncer, PGBOUNCER_BIN, setupWorld, startPgbouncer, startNodePipe, startPgIngress, type ProxyProcess, type World } from './lib/setup.js';
 import { fmt, summarize, type CellSummary } from './lib/stats.js';
 import { workloads, type Target, type TargetId, type Workload } from './lib/workloads.js';
 
@@ -95,6 +95,7 @@ async function main(): Promise<number> {
     { id: 'direct-tls', label: 'PostgreSQL direct, TLS' },
     { id: 'pgbouncer', label: 'PgBouncer' },
     { id: 'pg-ingress', label: 'pg-ingress' },
+    { id: 'node-pipe', label: 'Node.js TLS pipe (floor: no pooling, no parsing)' },
   ];
   let world: World | null = null;
   let bigClients = config.bigClients;
@@ -179,6 +180,7 @@ async function main(): Promise<number> {
       'Direct PostgreSQL is not run with the big client count: the throwaway cluster has max_connections = 300.',
       'Direct PostgreSQL rows of the session and transaction `-S` 10-client workloads measure the same thing (no pooling); both are kept as extra samples of the baseline.',
       'Proxies, PostgreSQL and pgbench share the machine; on few cores the proxy competes with pgbench and the server for CPU, which caps every target.',
+      'The Node.js TLS pipe (bench/node-pipe.ts) is the floor for any proxy on this runtime: SSLRequest, TLS termination with the same settings and worker count as pg-ingress, then pipe() to a PostgreSQL connection of its own per client (the client authenticates to PostgreSQL through it). It pools nothing and parses nothing, so it runs only where a server per client is fair (10 and 20 clients), and its CPU per transaction is what Node\'s socket and TLS path cost before any proxy logic.',
       ...problems.map((p) => `PROBLEM: ${p}`),
     ],
     raw,
@@ -192,24 +194,30 @@ async function main(): Promise<number> {
 }
 
 async function startTargets(world: World, withPgbouncer: boolean): Promise<Target[]> {
+  const upstream = (): string => DB.upstream;
+  const alias = (w: Workload): string => (w.pool === 'tx' ? DB.tx : DB.session);
   const targets: Target[] = [
-    { id: 'direct', label: 'PostgreSQL direct, plaintext', tls: false, port: world.cluster.port, proxy: null, restart: null },
-    { id: 'direct-tls', label: 'PostgreSQL direct, TLS', tls: true, port: world.cluster.port, proxy: null, restart: null },
+    { id: 'direct', label: 'PostgreSQL direct, plaintext', tls: false, port: world.cluster.port, database: upstream, proxy: null, restart: null },
+    { id: 'direct-tls', label: 'PostgreSQL direct, TLS', tls: true, port: world.cluster.port, database: upstream, proxy: null, restart: null },
   ];
   if (withPgbouncer) {
     log('starting PgBouncer…');
     const restart = (): Promise<ProxyProcess> => startPgbouncer(world, 'pgbouncer');
     const proxy = await restart();
-    targets.push({ id: 'pgbouncer', label: 'PgBouncer', tls: true, port: proxy.port, proxy, restart });
+    targets.push({ id: 'pgbouncer', label: 'PgBouncer', tls: true, port: proxy.port, database: alias, proxy, restart });
   }
   log('starting pg-ingress (CLI, separate process)…');
   const restart = (): Promise<ProxyProcess> => startPgIngress(world, 'pg-ingress');
   const proxy = await restart();
-  targets.push({ id: 'pg-ingress', label: 'pg-ingress', tls: true, port: proxy.port, proxy, restart });
+  targets.push({ id: 'pg-ingress', label: 'pg-ingress', tls: true, port: proxy.port, database: alias, proxy, restart });
+  log('starting the Node.js TLS pipe (platform floor)…');
+  const restartPipe = (): Promise<ProxyProcess> => startNodePipe(world, 'node-pipe');
+  const pipe = await restartPipe();
+  targets.push({ id: 'node-pipe', label: 'Node.js TLS pipe (floor: no pooling, no parsing)', tls: true, port: pipe.port, database: upstream, proxy: pipe, restart: restartPipe });
 
   const usable: Target[] = [];
   for (const t of targets) {
-    const dbs = t.proxy ? [DB.tx, DB.session] : [DB.upstream];
+    const dbs = t.database === upstream ? [DB.upstream] : [DB.tx, DB.session];
     let error: string | null = null;
     for (const db of dbs) error ??= await checkLogin(world, t.port, db, t.tls);
     if (error !== null) {
@@ -258,7 +266,8 @@ async function runRounds(world: World, selected: Workload[], targets: Target[]):
       // Rotate the order each round so no target always runs first (warm caches) or last.
       // Smoke runs prove the direct targets on two workloads only, to stay short.
       const direct = w.direct && (!smoke || w.id === 'select-tx-10' || w.id === 'prepared-tx-10');
-      const order = targets.filter((t) => t.proxy !== null || direct);
+      const pipe = w.pipe && (!smoke || w.id === 'select-tx-10');
+      const order = targets.filter((t) => (t.id === 'node-pipe' ? pipe : t.proxy !== null || direct));
       const rotated = order.map((_, i) => order[(i + round) % order.length]!);
       for (const t of rotated) {
         checkInterrupted();
@@ -272,7 +281,7 @@ async function runRounds(world: World, selected: Workload[], targets: Target[]):
         }
         const r = await runPgbench({
           port: t.port,
-          db: t.proxy ? (w.pool === 'tx' ? DB.tx : DB.session) : DB.upstream,
+          db: t.database(w),
           env: clientEnv(world, t.tls),
           clients: w.clients,
           threads: config.threads,

@@ -95,6 +95,9 @@ export function renderReport(input: ReportInput): string {
       out.push(`| ${w.title} | **pg-ingress / PgBouncer** | **${fmtRatio(ratio(ing.tps, pgb.tps))}** | ${fmtRatio(ratio(ing.avgMs, pgb.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, pgb.p99Ms))} | **${fmtRatio(ratio(ing.cpuPer1000, pgb.cpuPer1000))}** | ${caveat} |`);
     }
     if (ing && tls) out.push(`| ${w.title} | **pg-ingress / direct TLS** | **${fmtRatio(ratio(ing.tps, tls.tps))}** | ${fmtRatio(ratio(ing.avgMs, tls.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, tls.p99Ms))} | | |`);
+    const pipe = input.cells.get(cellKey(w.id, 'node-pipe'));
+    if (ing && pipe) out.push(`| ${w.title} | **pg-ingress / Node.js TLS pipe** | **${fmtRatio(ratio(ing.tps, pipe.tps))}** | ${fmtRatio(ratio(ing.avgMs, pipe.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, pipe.p99Ms))} | **${fmtRatio(ratio(ing.cpuPer1000, pipe.cpuPer1000))}** | |`);
+    if (pipe && pgb) out.push(`| ${w.title} | Node.js TLS pipe / PgBouncer | ${fmtRatio(ratio(pipe.tps, pgb.tps))} | ${fmtRatio(ratio(pipe.avgMs, pgb.avgMs))} | ${fmtRatio(ratio(pipe.p99Ms, pgb.p99Ms))} | ${fmtRatio(ratio(pipe.cpuPer1000, pgb.cpuPer1000))} | |`);
   }
   out.push('');
 

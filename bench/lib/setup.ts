@@ -241,6 +241,16 @@ export async function startPgIngress(world: World, name: string): Promise<ProxyP
   return { daemon, port, stop: () => daemon.stop() };
 }
 
+/** The Node.js TLS pipe (bench/node-pipe.ts): the platform floor, with pg-ingress's worker count. */
+export async function startNodePipe(world: World, name: string): Promise<ProxyProcess> {
+  const port = await freePort();
+  const script = join(world.repoRoot, 'bench/dist/bench/node-pipe.js');
+  const input = { port, upstreamHost: '127.0.0.1', upstreamPort: world.cluster.port, certFile: world.certFile, keyFile: world.keyFile, workers: world.workers };
+  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', process.execPath, script], join(world.work, `${name}.out`), { env: { PATH: process.env.PATH, NODE_PIPE: JSON.stringify(input) }, cwd: world.repoRoot });
+  await waitForPort(port, daemon);
+  return { daemon, port, stop: () => daemon.stop() };
+}
+
 /** Warns when a proxy could not get enough file descriptors for `clients`. */
 export function fdWarning(proxy: ProxyProcess, clients: number): string | null {
   // PgBouncer sits under runuser: look at the process that actually listens (the deepest one).
