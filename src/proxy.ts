@@ -12,6 +12,7 @@ import { MetricsServer } from './metrics/server.js';
 import { CancelRegistry } from './pool/cancel.js';
 import { PoolManager } from './pool/manager.js';
 import { LocalCollector, WorkerCollector, type StatsCollector } from './stats/collector.js';
+import { STATS_PERIOD_MS } from './stats/counters.js';
 import { takeSnapshot, type WorkerSnapshot } from './stats/snapshot.js';
 import { TlsContextProvider } from './tls/context.js';
 import { currentWorkerId, isCancelMessage, isMessage } from './workers/messages.js';
@@ -34,8 +35,6 @@ export interface ProxyContext {
 
 /** How often the janitor looks at timeouts and pool sizes (PgBouncer's runs about once a second). */
 const JANITOR_INTERVAL_MS = 250;
-/** The period the avg_ columns of SHOW STATS cover (PgBouncer's default stats_period). */
-export const STATS_PERIOD_MS = 60_000;
 
 export interface RunningProxy {
   port: number;

@@ -1,6 +1,7 @@
 // Accepts client connections and walks each through handshake → login →
 // session. Every failure ends in a Postgres ErrorResponse or a clean close.
 import net from 'node:net';
+import { isAdminLogin, serveAdminConsole } from '../admin/console.js';
 import { lazyChild, type ConnLogger } from '../log/logger.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { ProxyContext } from '../proxy.js';
@@ -69,6 +70,10 @@ export class Listener {
         return;
       }
       stream = negotiated.socket;
+      if (isAdminLogin(negotiated)) {
+        await serveAdminConsole(proxy, negotiated, log);
+        return;
+      }
       const session = await login(proxy, negotiated, log);
       const { frames, framer } = session.frames.detach();
       framer.setMaxLength(proxy.config.max_packet_size);

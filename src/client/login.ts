@@ -12,11 +12,11 @@ import { ConnectionClosedError, FrameQueue, FrameTimeoutError } from '../protoco
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { Pool } from '../pool/pool.js';
 import { poolSettings } from '../pool/settings.js';
-import { ServerLoginError } from '../pool/server-login.js';
+import { ServerLoginError, type ServerCredentials } from '../pool/server-login.js';
 import { ServerConnectError, type ServerConnection } from '../pool/server.js';
 import type { ProxyContext } from '../proxy.js';
 import { clientParameters, parameterSync } from './parameters.js';
-import { route } from './router.js';
+import { route, type Route } from './router.js';
 import { SilentClose, type Negotiated } from './handshake.js';
 
 /** Login-phase messages are small; the real limit applies after login. */
@@ -32,64 +32,15 @@ export interface LoggedIn {
   log: ConnLogger;
 }
 
-type Startup = Extract<Negotiated, { kind: 'startup' }>;
+export type Startup = Extract<Negotiated, { kind: 'startup' }>;
 
 export async function login(proxy: ProxyContext, startup: Startup, baseLog: ConnLogger): Promise<LoggedIn> {
   const { config } = proxy;
   const { socket } = startup;
-  const write = (buf: Buffer): void => void socket.write(buf);
-
-  if (!startup.tls && config.client_tls_sslmode === 'require') {
-    throw fatal(SqlState.invalidAuthorization, 'SSL required', { hint: 'connect with sslmode=require (or verify-full)' });
-  }
-  const user = startup.params.get('user') ?? '';
-  if (user === '') throw fatal(SqlState.invalidAuthorization, 'no PostgreSQL user name specified in startup packet');
-  const database = startup.params.get('database') || user;
-  const replication = startup.params.get('replication');
-  if (replication !== undefined && !['false', 'off', 'no', '0'].includes(replication.toLowerCase())) {
-    throw fatal(SqlState.featureNotSupported, 'replication connections are not supported by pg-ingress', {
-      hint: 'connect to the database server directly for replication',
-    });
-  }
-  const wanted = proxy.parameters.fromStartup(startup.params);
-  if (wanted instanceof PgError) throw wanted;
-  const log = lazyChild(baseLog, { db: database, user });
-
-  // Postgres answers a newer minor version or _pq_ options before authenticating.
-  if (startup.minor > 0 || startup.protocolOptions.length > 0) write(backend.negotiateProtocolVersion(0, startup.protocolOptions));
-
+  const { user, database, wanted, log } = checkStartup(proxy, startup, baseLog);
   const target = route(config, database);
   if (!target) throw fatal(SqlState.invalidCatalogName, `database "${database}" does not exist`);
-
-  const frames = new FrameQueue(socket, LOGIN_MAX_MESSAGE, startup.rest);
-  const timeoutMs = config.client_login_timeout * 1000 || 60_000;
-  const authTarget = { host: target.host, port: target.port, dbname: target.authDbname };
-  let password: string | null;
-  try {
-    password = await proxy.authQuery.lookup(authTarget, user);
-  } catch (err) {
-    if (err instanceof AuthQueryError && err.kind === 'no_database' && target.authDbname === target.dbname) {
-      throw fatal(SqlState.invalidCatalogName, `database "${database}" does not exist`);
-    }
-    if (err instanceof AuthQueryError && err.kind === 'unreachable') {
-      throw fatal(SqlState.connectionFailure, `could not connect to the database server for "${database}"`, { detail: 'pg-ingress could not reach the upstream server to look up the user' });
-    }
-    throw fatal(SqlState.connectionFailure, 'pg-ingress cannot authenticate users right now: its auth_query lookup failed', {
-      hint: 'this is a proxy configuration problem; the operator finds the exact cause in the pg-ingress log',
-    });
-  }
-  const verifier = parseVerifier(password);
-  if (password !== null && verifier === null) log.warn('the stored password of this user is not a SCRAM or md5 verifier; the login is refused');
-
-  let credentials;
-  try {
-    const channelBinding = startup.tls ? proxy.tls.tls.endpointHash : null;
-    credentials = await authenticateClient({ write, frames, timeoutMs }, user, verifier, channelBinding);
-  } catch (err) {
-    if (err instanceof PgError && err.code === SqlState.invalidPassword) proxy.authQuery.forget(authTarget, user);
-    throw translate(err);
-  }
-  write(backend.authenticationOk());
+  const { frames, credentials } = await authenticate(proxy, startup, user, database, target, log);
 
   // A user's pool_mode wins over its database's, as in PgBouncer.
   const userEntry = config.users[user];
@@ -125,6 +76,79 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Conn
     throw translate(err);
   }
   return { mode, socket, frames, pool, server, params, log };
+}
+
+/** What a StartupMessage asks for, once it passed the checks every login goes through. */
+export interface StartupRequest {
+  user: string;
+  database: string;
+  wanted: Exclude<ReturnType<ProxyContext['parameters']['fromStartup']>, PgError>;
+  log: ConnLogger;
+}
+
+/** TLS policy, user, replication and startup parameters; answers a newer protocol version as Postgres does. */
+export function checkStartup(proxy: ProxyContext, startup: Startup, baseLog: ConnLogger): StartupRequest {
+  const { config } = proxy;
+  if (!startup.tls && config.client_tls_sslmode === 'require') {
+    throw fatal(SqlState.invalidAuthorization, 'SSL required', { hint: 'connect with sslmode=require (or verify-full)' });
+  }
+  const user = startup.params.get('user') ?? '';
+  if (user === '') throw fatal(SqlState.invalidAuthorization, 'no PostgreSQL user name specified in startup packet');
+  const database = startup.params.get('database') || user;
+  const replication = startup.params.get('replication');
+  if (replication !== undefined && !['false', 'off', 'no', '0'].includes(replication.toLowerCase())) {
+    throw fatal(SqlState.featureNotSupported, 'replication connections are not supported by pg-ingress', {
+      hint: 'connect to the database server directly for replication',
+    });
+  }
+  const wanted = proxy.parameters.fromStartup(startup.params);
+  if (wanted instanceof PgError) throw wanted;
+  const log = lazyChild(baseLog, { db: database, user });
+
+  // Postgres answers a newer minor version or _pq_ options before authenticating.
+  if (startup.minor > 0 || startup.protocolOptions.length > 0) startup.socket.write(backend.negotiateProtocolVersion(0, startup.protocolOptions));
+  return { user, database, wanted, log };
+}
+
+/**
+ * Looks the user up with auth_query on `target`'s server and runs the
+ * authentication exchange, ending with AuthenticationOk. Resolves with what an
+ * upstream login needs and the client's frame queue.
+ */
+export async function authenticate(proxy: ProxyContext, startup: Startup, user: string, database: string, target: Route, log: ConnLogger): Promise<{ frames: FrameQueue; credentials: ServerCredentials }> {
+  const { config } = proxy;
+  const { socket } = startup;
+  const write = (buf: Buffer): void => void socket.write(buf);
+  const frames = new FrameQueue(socket, LOGIN_MAX_MESSAGE, startup.rest);
+  const timeoutMs = config.client_login_timeout * 1000 || 60_000;
+  const authTarget = { host: target.host, port: target.port, dbname: target.authDbname };
+  let password: string | null;
+  try {
+    password = await proxy.authQuery.lookup(authTarget, user);
+  } catch (err) {
+    if (err instanceof AuthQueryError && err.kind === 'no_database' && target.authDbname === target.dbname) {
+      throw fatal(SqlState.invalidCatalogName, `database "${database}" does not exist`);
+    }
+    if (err instanceof AuthQueryError && err.kind === 'unreachable') {
+      throw fatal(SqlState.connectionFailure, `could not connect to the database server for "${database}"`, { detail: 'pg-ingress could not reach the upstream server to look up the user' });
+    }
+    throw fatal(SqlState.connectionFailure, 'pg-ingress cannot authenticate users right now: its auth_query lookup failed', {
+      hint: 'this is a proxy configuration problem; the operator finds the exact cause in the pg-ingress log',
+    });
+  }
+  const verifier = parseVerifier(password);
+  if (password !== null && verifier === null) log.warn('the stored password of this user is not a SCRAM or md5 verifier; the login is refused');
+
+  let credentials: ServerCredentials;
+  try {
+    const channelBinding = startup.tls ? proxy.tls.tls.endpointHash : null;
+    credentials = await authenticateClient({ write, frames, timeoutMs }, user, verifier, channelBinding);
+  } catch (err) {
+    if (err instanceof PgError && err.code === SqlState.invalidPassword) proxy.authQuery.forget(authTarget, user);
+    throw translate(err);
+  }
+  write(backend.authenticationOk());
+  return { frames, credentials };
 }
 
 /** Sends the rest of the welcome: parameters, our cancel key, ReadyForQuery. */

@@ -4,6 +4,9 @@
 // Times accumulate in milliseconds from performance.now() and are reported in
 // microseconds, PgBouncer's unit.
 
+/** The period the avg_ columns of SHOW STATS cover (PgBouncer's default stats_period). */
+export const STATS_PERIOD_MS = 60_000;
+
 /** Counter values as reported (times in microseconds); JSON-safe for IPC. */
 export interface CounterValues {
   xact_count: number;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { freePort, USERS } from '../harness/postgres.js';
-import { pgOptions, testEnv } from '../harness/proxy.js';
+import { conninfo, pgOptions, psql, testEnv } from '../harness/proxy.js';
 
 const BIN = join(process.cwd(), 'bin', 'pg-ingress.js');
 const scram = USERS.scram;
@@ -86,6 +86,22 @@ describe('two workers', () => {
     expect(value(text, 'pgbouncer_used_clients')).toBe(clients.length);
     expect(value(text, 'pgbouncer_config_max_client_connections')).toBe(200);
     expect(text).not.toContain(USERS.auth.password);
+  });
+
+  it('SHOW POOLS and SHOW CLIENTS on the admin console, whichever worker serves it, cover both workers', async () => {
+    // Several console sessions: the kernel hands them to both workers.
+    for (let i = 0; i < 4; i++) {
+      const r = await psql(conninfo(port, 'pgbouncer', scram.name), 'SHOW POOLS', { PGPASSWORD: scram.password });
+      expect(r.stderr).toBe('');
+      const row = r.stdout.split('\n').find((l) => l.startsWith('app1|app_scram|'))!.split('|');
+      expect(Number(row[2])).toBe(clients.length); // cl_active
+      expect(Number(row[6]) + Number(row[9])).toBeGreaterThanOrEqual(2); // sv_active + sv_idle: each worker has its own server
+    }
+    const r = await psql(conninfo(port, 'pgbouncer', scram.name), 'SHOW CLIENTS', { PGPASSWORD: scram.password });
+    const ptrs = r.stdout.split('\n').filter((l) => l.startsWith('C|')).map((l) => l.split('|')[13]!);
+    expect(ptrs).toHaveLength(clients.length);
+    expect(new Set(ptrs.map((p) => p.split('-')[1])).size).toBe(2); // rows from both workers
+    expect(new Set(ptrs).size).toBe(ptrs.length);
   });
 
   it('the primary answers /healthz and /readyz', async () => {

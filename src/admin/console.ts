@@ -1,0 +1,138 @@
+// The admin console: the virtual `pgbouncer` database, as in PgBouncer.
+// Users in admin_users or stats_users log in exactly as other users do
+// (auth_query, SCRAM or md5), then send simple-protocol SHOW commands that are
+// answered from every worker's statistics. Nothing reaches a server.
+//
+// States: logging in → ready (reading Query messages) → ended. An extended
+// protocol message gets one ErrorResponse and everything up to the next Sync
+// is skipped, as a server does after an error.
+import { randomInt } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { authenticate, checkStartup, type Startup } from '../client/login.js';
+import { route } from '../client/router.js';
+import type { ConnLogger } from '../log/logger.js';
+import * as backend from '../protocol/backend.js';
+import { ConnectionClosedError, type FrameQueue } from '../protocol/frame-queue.js';
+import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
+import type { ProxyContext } from '../proxy.js';
+import { STATS_PERIOD_MS } from '../stats/counters.js';
+import { VERSION } from '../stats/version.js';
+import { runCommand, type CommandContext } from './commands.js';
+
+/** The database name that means the console, reserved as in PgBouncer. */
+export const ADMIN_DATABASE = 'pgbouncer';
+
+const QUERY = 0x51; // 'Q'
+const SYNC = 0x53; // 'S'
+const TERMINATE = 0x58; // 'X'
+const FUNCTION_CALL = 0x46; // 'F'
+/** Parse, Bind, Describe, Execute, Close, Flush: the extended protocol. */
+const EXTENDED = new Set([0x50, 0x42, 0x44, 0x45, 0x43, 0x48]);
+
+export function isAdminLogin(startup: Startup): boolean {
+  return (startup.params.get('database') || startup.params.get('user')) === ADMIN_DATABASE;
+}
+
+/** Logs a console user in and serves it until it leaves; throws the PgError to send if the login fails. */
+export async function serveAdminConsole(proxy: ProxyContext, startup: Startup, baseLog: ConnLogger): Promise<void> {
+  const { config } = proxy;
+  const { user, log } = checkStartup(proxy, startup, baseLog);
+  // There is no server behind the console: users are looked up where auth_dbname points (PgBouncer needs it too).
+  const lookupIn = config.auth_dbname ?? 'postgres';
+  const target = route(config, lookupIn);
+  if (!target) {
+    log.error({ auth_dbname: config.auth_dbname }, `admin console login: cannot look users up, database "${lookupIn}" is not in the DSN map; set auth_dbname to a database entry whose server has the auth_query function`);
+    throw fatal(SqlState.connectionFailure, 'pg-ingress cannot authenticate admin console users: auth_dbname does not name a database entry', {
+      hint: 'this is a proxy configuration problem; the operator finds the exact cause in the pg-ingress log',
+    });
+  }
+  const { frames } = await authenticate(proxy, startup, user, ADMIN_DATABASE, target, log);
+  // After authentication, as Postgres checks CONNECT privilege: nobody learns who is an admin without a password.
+  const isAdmin = config.admin_users.includes(user);
+  if (!isAdmin && !config.stats_users.includes(user)) {
+    throw fatal(SqlState.insufficientPrivilege, `permission denied for database "${ADMIN_DATABASE}"`, {
+      detail: `user "${user}" is in neither admin_users nor stats_users`,
+    });
+  }
+  const socket = startup.socket;
+  socket.write(welcome(startup.params.get('application_name') ?? ''));
+  log.debug({ admin: isAdmin }, 'admin console login');
+  proxy.adminConsoles++;
+  try {
+    await serve(socket, frames, { config, isAdmin, stats: () => proxy.stats.collect(), statsPeriodSeconds: STATS_PERIOD_MS / 1000 }, log);
+  } finally {
+    proxy.adminConsoles--;
+  }
+}
+
+/** ParameterStatus as PgBouncer's console reports them, a BackendKeyData (cancel does nothing here), ReadyForQuery. */
+function welcome(applicationName: string): Buffer {
+  const params: [string, string][] = [
+    ['server_version', `${VERSION}/pg-ingress`],
+    ['server_encoding', 'UTF8'],
+    ['client_encoding', 'UTF8'],
+    ['DateStyle', 'ISO'],
+    ['TimeZone', 'UTC'],
+    ['standard_conforming_strings', 'on'],
+    ['integer_datetimes', 'on'],
+    ['application_name', applicationName],
+  ];
+  return Buffer.concat([
+    ...params.map(([n, v]) => backend.parameterStatus(n, v)),
+    backend.backendKeyData(randomInt(1, 0x7fffffff), randomInt(1, 0x7fffffff)),
+    backend.readyForQuery('I'),
+  ]);
+}
+
+async function serve(socket: Duplex, frames: FrameQueue, ctx: CommandContext, log: ConnLogger): Promise<void> {
+  let skippingToSync = false;
+  for (;;) {
+    let frame;
+    try {
+      frame = await frames.next();
+    } catch (err) {
+      if (!(err instanceof ConnectionClosedError) && socket.writable) socket.end(fatal(SqlState.protocolViolation, (err as Error).message).toBuffer());
+      break;
+    }
+    if (frame.type === TERMINATE) break;
+    if (frame.type === QUERY) {
+      skippingToSync = false;
+      socket.write(Buffer.concat([await answer(frame.body, ctx, log), backend.readyForQuery('I')]));
+    } else if (EXTENDED.has(frame.type) || frame.type === FUNCTION_CALL) {
+      if (!skippingToSync) {
+        socket.write(new PgError({ severity: 'ERROR', code: SqlState.featureNotSupported, message: 'the admin console supports only the simple query protocol', hint: 'send the command as a simple Query (psql does; in node-postgres, call query() without parameters)' }).toBuffer());
+      }
+      // FunctionCall stands alone; the extended protocol waits for its Sync.
+      if (frame.type === FUNCTION_CALL) socket.write(backend.readyForQuery('I'));
+      else skippingToSync = true;
+    } else if (frame.type === SYNC) {
+      skippingToSync = false;
+      socket.write(backend.readyForQuery('I'));
+    } else {
+      socket.end(fatal(SqlState.protocolViolation, `unexpected message type 0x${frame.type.toString(16)} on the admin console`).toBuffer());
+      break;
+    }
+  }
+  frames.detach();
+  socket.end();
+}
+
+/** Runs each statement of a simple Query; the first error ends the string, as in Postgres. */
+async function answer(body: Buffer, ctx: CommandContext, log: ConnLogger): Promise<Buffer> {
+  const end = body.indexOf(0);
+  const sql = body.toString('utf8', 0, end < 0 ? body.length : end);
+  const statements = sql.split(';').filter((s, i, all) => s.trim() !== '' || (all.length === 1 && i === 0));
+  const parts: Buffer[] = [];
+  for (const statement of statements) {
+    let out: Buffer;
+    try {
+      out = await runCommand(statement, ctx);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'admin console command failed');
+      out = new PgError({ severity: 'ERROR', code: SqlState.internalError, message: `command failed: ${(err as Error).message}` }).toBuffer();
+    }
+    parts.push(out);
+    if (out[0] === 0x45) break; // 'E'
+  }
+  return Buffer.concat(parts);
+}
