@@ -52,6 +52,8 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private server: ServerConnection | null;
   private waiting = false;
   private chunk: Buffer | null = null;
+  /** The server corked while this chunk's rewritten messages are written (see sendRewritten). */
+  private corked: ServerConnection | null = null;
   private runStart = 0;
   private runEnd = 0;
   private ended = false;
@@ -133,6 +135,8 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     } catch (err) {
       this.flush();
       this.fail(err instanceof PgError ? err : fatal(SqlState.protocolViolation, (err as Error).message));
+    } finally {
+      this.uncorkServer();
     }
     this.chunk = null;
   }
@@ -176,11 +180,26 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     return true;
   }
 
-  /** What PreparedStatements sends in place of a frame: after the run before it, in order. */
+  /**
+   * What PreparedStatements sends in place of a frame: after the run before it, in order.
+   * The server is corked until the chunk is done, so that a rewritten Bind and the
+   * Execute/Sync after it still reach the server in one write (one wakeup of the backend).
+   */
   private readonly sendRewritten = (b: Buffer): void => {
     this.flush();
+    if (this.corked === null && this.server) {
+      this.corked = this.server;
+      this.corked.cork();
+    }
     this.toServer(b);
   };
+
+  private uncorkServer(): void {
+    if (this.corked === null) return;
+    const server = this.corked;
+    this.corked = null;
+    server.uncork();
+  }
 
   private flush(): void {
     if (this.runEnd > this.runStart && this.chunk) {
@@ -254,8 +273,12 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
       return;
     }
     this.attach(server);
-    this.framer.resume(this);
-    this.flush();
+    try {
+      this.framer.resume(this);
+      this.flush();
+    } finally {
+      this.uncorkServer();
+    }
     this.chunk = null;
     if (!this.ended) this.socket.resume();
   }

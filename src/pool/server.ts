@@ -147,6 +147,15 @@ export class ServerConnection implements FrameSink {
     return this.socket.write(buf);
   }
 
+  /** Holds writes until uncork(), which sends them with one writev. */
+  cork(): void {
+    this.socket.cork();
+  }
+
+  uncork(): void {
+    this.socket.uncork();
+  }
+
   /** Records what the client sent so that cleanliness can be judged. */
   noteClientMessage(type: number): void {
     switch (type) {

@@ -3,6 +3,7 @@
 // statement mode's refusal of transaction blocks.
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -205,6 +206,38 @@ describe('pipelines', () => {
       batch(serialize.parse({ name: 'again1', text: 'SELECT 1' }), ...run('again1'), serialize.close({ type: 'S', name: 'again1' }), serialize.sync());
       expect(await typesUntilReady(c)).toEqual(['1', '2', 'D', 'C', '3', 'Z']);
     } finally {
+      c.end();
+    }
+  });
+});
+
+describe('writes upstream', () => {
+  it('sends a renamed Bind and the Execute and Sync after it to the server in one write', async () => {
+    const { cluster } = testEnv();
+    const c = await rawLogin(proxy.port, 'one', user.name, user.password);
+    // Count the socket writes that go to PostgreSQL (each is one syscall and one backend wakeup).
+    type WriteFn = (this: net.Socket, ...args: unknown[]) => void;
+    const proto = net.Socket.prototype as unknown as { _write: WriteFn; _writev: WriteFn };
+    const original = { write: proto._write, writev: proto._writev };
+    let upstreamWrites = 0;
+    proto._write = function (...args) {
+      if (this.remotePort === cluster.port) upstreamWrites++;
+      original.write.apply(this, args);
+    };
+    proto._writev = function (...args) {
+      if (this.remotePort === cluster.port) upstreamWrites++;
+      original.writev.apply(this, args);
+    };
+    try {
+      c.write(Buffer.concat([serialize.parse({ name: 'w1', text: 'SELECT 1' }), serialize.sync()]));
+      expect(await typesUntilReady(c)).toEqual(['1', 'Z']);
+      upstreamWrites = 0;
+      c.write(Buffer.concat([serialize.bind({ statement: 'w1' }), serialize.execute({}), serialize.sync()]));
+      expect(await typesUntilReady(c)).toEqual(['2', 'D', 'C', 'Z']);
+      expect(upstreamWrites).toBe(1);
+    } finally {
+      proto._write = original.write;
+      proto._writev = original.writev;
       c.end();
     }
   });
