@@ -104,13 +104,18 @@ function readPacket(stream: Duplex, timeoutMs: number): Promise<{ packet: Buffer
   });
 }
 
+// ALPN "postgresql" in wire form. A DataView, because Node copies an array or a Buffer
+// into a slice of its shared 8 kB allocation pool, and each connection's slice would
+// pin a slab for the connection's life; a DataView gets its own 11-byte ArrayBuffer.
+const ALPN_POSTGRESQL = new DataView(Uint8Array.from([10, ...Buffer.from('postgresql', 'latin1')]).buffer);
+
 function upgrade(socket: net.Socket, opts: HandshakeOptions): Promise<tls.TLSSocket> {
   const { context, minVersion } = opts.tls();
   const secure = new tls.TLSSocket(socket, {
     isServer: true,
     secureContext: context,
     minVersion,
-    ALPNProtocols: ['postgresql'],
+    ALPNProtocols: ALPN_POSTGRESQL,
   } as tls.TLSSocketOptions);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => fail(new SilentClose('TLS handshake timed out')), opts.timeoutMs);

@@ -1,7 +1,7 @@
 // Cancel keys: every client gets a random BackendKeyData from us, never a
 // server's. A CancelRequest carrying it is forwarded, on a new connection, to
 // the server that client is using right now, with that server's real keys.
-import { randomInt, timingSafeEqual } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import { serialize } from 'pg-protocol';
 import type { ServerConnection } from './server.js';
@@ -13,7 +13,9 @@ export interface Cancellable {
 }
 
 interface Entry {
-  secret: Buffer;
+  // A number, not a Buffer: comparing two int32 values leaks nothing worth timing, and a
+  // 4-byte Buffer per client would pin a slab of Node's shared allocation pool.
+  secretKey: number;
   client: Cancellable;
 }
 
@@ -34,7 +36,7 @@ export class CancelRegistry {
     do processId = (this.workerId << WORKER_SHIFT) | randomInt(1, 1 << WORKER_SHIFT);
     while (this.byProcessId.has(processId));
     const secretKey = randomInt(-0x80000000, 0x7fffffff);
-    this.byProcessId.set(processId, { secret: int32(secretKey), client });
+    this.byProcessId.set(processId, { secretKey, client });
     return { processId, secretKey };
   }
 
@@ -49,7 +51,7 @@ export class CancelRegistry {
       return true;
     }
     const entry = this.byProcessId.get(processId);
-    if (!entry || !timingSafeEqual(entry.secret, int32(secretKey))) return false;
+    if (!entry || entry.secretKey !== secretKey) return false;
     const server = entry.client.currentServer();
     if (!server) return false;
     const { host, port } = server.address;
@@ -59,10 +61,4 @@ export class CancelRegistry {
     socket.resume();
     return true;
   }
-}
-
-function int32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeInt32BE(n);
-  return b;
 }

@@ -46,7 +46,9 @@ export class Framer {
   private partial: Buffer | null = null;
   private partialFill = 0;
   private partialSize = 0; // full frame size once the header is known, else 0
-  private readonly header = Buffer.allocUnsafe(HEADER);
+  // Its own 5 bytes, not a slice of Node's shared 8 kB allocation pool: a long-lived
+  // slice would pin the whole slab, about 1.6 kB per idle connection.
+  private readonly header = Buffer.alloc(HEADER);
   private paused: Buffer | null = null;
   // A pass-through frame being streamed: its type and how many bytes are still to come.
   private streamType = 0;

@@ -89,10 +89,10 @@ export class RawConn {
   }
 
   /** Upgrades to TLS (after an 'S'); accepts any certificate. */
-  async startTls(servername = 'localhost'): Promise<void> {
+  async startTls(servername = 'localhost', alpn?: string[]): Promise<void> {
     const plain = this.socket as net.Socket;
     plain.removeAllListeners('data');
-    const secure = tls.connect({ socket: plain, servername, rejectUnauthorized: false });
+    const secure = tls.connect({ socket: plain, servername, rejectUnauthorized: false, ...(alpn ? { ALPNProtocols: alpn } : {}) });
     await new Promise<void>((resolve, reject) => {
       secure.once('secureConnect', resolve);
       secure.once('error', reject);

@@ -1,6 +1,7 @@
 // What real clients never send: every bad input ends in an ErrorResponse with
 // the right SQLSTATE or a clean close, never a hang or a crash, and other
 // clients are unaffected.
+import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
@@ -43,6 +44,17 @@ describe('first packet', () => {
     expect(auth!.body.readInt32BE(0)).toBe(10); // AuthenticationSASL
     expect(auth!.body.toString()).toContain('SCRAM-SHA-256');
     c.end();
+  });
+
+  it('selects ALPN "postgresql" for a client that offers it (libpq 17), on every connection', async () => {
+    for (let i = 0; i < 2; i++) {
+      const c = await RawConn.connect(proxy.port);
+      c.write(sslRequest());
+      expect(await c.byte()).toBe('S');
+      await c.startTls('localhost', ['postgresql']);
+      expect((c.socket as TLSSocket).alpnProtocol).toBe('postgresql');
+      c.end();
+    }
   });
 
   it('drops bytes sent after SSLRequest before the handshake (CVE-2021-23214)', async () => {
