@@ -3,67 +3,33 @@
 // proxy's Framer into a sink that does what ServerConnection's relay does:
 // count frames, track ReadyForQuery status, and coalesce consecutive frames of
 // a chunk into one forwarded slice.
+import { commandComplete, dataRow, readyForQuery, rowDescription, type FieldDescription } from '../../src/protocol/backend.js';
 import { Framer, type FrameSink } from '../../src/protocol/framer.js';
 
 const CHUNK = 16 * 1024;
 const Z = 0x5a;
 
-function message(type: string, body: Buffer): Buffer {
-  const head = Buffer.allocUnsafe(5);
-  head[0] = type.charCodeAt(0);
-  head.writeInt32BE(body.length + 4, 1);
-  return Buffer.concat([head, body]);
-}
-
-function int16(n: number): Buffer {
-  const b = Buffer.allocUnsafe(2);
-  b.writeInt16BE(n);
-  return b;
-}
-
-function int32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeInt32BE(n);
-  return b;
-}
-
-/** RowDescription: https://www.postgresql.org/docs/current/protocol-message-formats.html */
-function rowDescription(columns: { name: string; type: number; len: number }[]): Buffer {
-  const parts = [int16(columns.length)];
-  columns.forEach((c, i) => parts.push(Buffer.from(`${c.name}\0`), int32(16384), int16(i + 1), int32(c.type), int16(c.len), int32(-1), int16(0)));
-  return message('T', Buffer.concat(parts));
-}
-
-function dataRow(values: string[]): Buffer {
-  const parts = [int16(values.length)];
-  for (const v of values) {
-    const b = Buffer.from(v);
-    parts.push(int32(b.length), b);
-  }
-  return message('D', Buffer.concat(parts));
-}
-
-/** One query's response: T, D×rows, C, Z — and how many messages it is. */
-function response(columns: { name: string; type: number; len: number }[], rows: number, row: (i: number) => string[]): { bytes: Buffer; messages: number } {
-  const parts = [rowDescription(columns)];
+/** One query's response: T, D×rows, C, Z — and how many messages it is (columns of table 16384, as from a real table). */
+function response(columns: FieldDescription[], rows: number, row: (i: number) => string[]): { bytes: Buffer; messages: number } {
+  const parts = [rowDescription(columns.map((c, i) => ({ ...c, tableOid: 16384, columnNumber: i + 1 })))];
   for (let i = 0; i < rows; i++) parts.push(dataRow(row(i)));
-  parts.push(message('C', Buffer.from(`SELECT ${rows}\0`)), message('Z', Buffer.from('I')));
+  parts.push(commandComplete(`SELECT ${rows}`), readyForQuery('I'));
   return { bytes: Buffer.concat(parts), messages: rows + 3 };
 }
 
-const INT4 = { type: 23, len: 4 };
+const INT4 = { typeOid: 23, typeLength: 4 };
 const SCENARIOS: { name: string; make: () => { bytes: Buffer; messages: number } }[] = [
   { name: 'pgbench -S reply (T, 1 D, C, Z)', make: () => response([{ name: 'abalance', ...INT4 }], 1, () => ['-4213']) },
   {
     name: '100-row result, 4 columns (T, 100 D, C, Z)',
     make: () =>
       response(
-        [{ name: 'aid', ...INT4 }, { name: 'bid', ...INT4 }, { name: 'abalance', ...INT4 }, { name: 'filler', type: 1042, len: -1 }],
+        [{ name: 'aid', ...INT4 }, { name: 'bid', ...INT4 }, { name: 'abalance', ...INT4 }, { name: 'filler', typeOid: 1042, typeLength: -1 }],
         100,
         (i) => [String(100_000 + i), String(1 + (i % 10)), String((i * 7919) % 5000 - 2500), ' '.repeat(84)],
       ),
   },
-  { name: '1 row of 200 kB (frames span chunks)', make: () => response([{ name: 'doc', type: 25, len: -1 }], 1, () => ['x'.repeat(200_000)]) },
+  { name: '1 row of 200 kB (frames span chunks)', make: () => response([{ name: 'doc', typeOid: 25, typeLength: -1 }], 1, () => ['x'.repeat(200_000)]) },
 ];
 
 class RelaySink implements FrameSink {

@@ -3,14 +3,14 @@
 // wire bytes of one result set (or an ErrorResponse), without ReadyForQuery.
 import type { Config } from '../config/index.js';
 import { configSchema } from '../config/index.js';
-import { noticeMessage } from '../protocol/backend.js';
+import { commandComplete, emptyQueryResponse, noticeMessage } from '../protocol/backend.js';
 import { PgError, SqlState } from '../protocol/pg-error.js';
 import { SECRET_KEYS } from '../config/schema.js';
 import type { CounterValues } from '../stats/counters.js';
 import type { ClusterStats } from '../stats/merge.js';
 import type { ConnectionRow } from '../stats/snapshot.js';
 import { VERSION } from '../stats/version.js';
-import { ColumnType, commandComplete, emptyQueryResponse, resultSet, timestamp, type Cell, type Column } from './wire.js';
+import { ColumnType, resultSet, timestamp, type Cell, type Column } from './wire.js';
 
 export interface CommandContext {
   config: Config;

@@ -93,3 +93,54 @@ export function noticeMessage(type: 'E' | 'N', f: NoticeFields): Buffer {
   body.copy(buf, 5);
   return buf;
 }
+
+/** One column of a RowDescription; pg-ingress always sends text format. */
+export interface FieldDescription {
+  name: string;
+  typeOid: number;
+  /** pg_type.typlen: -1 for variable length. */
+  typeLength: number;
+  /** The column's table and attribute number, 0 when it is not a table column. */
+  tableOid?: number;
+  columnNumber?: number;
+}
+
+/** RowDescription (T): per field its name, table OID, column number, type OID, type length, typmod -1, format 0. */
+export function rowDescription(fields: readonly FieldDescription[]): Buffer {
+  const names = fields.map((f) => Buffer.from(`${f.name}\0`, 'utf8'));
+  const buf = message('T', 2 + names.reduce((n, name) => n + name.length + 18, 0));
+  let at = buf.writeInt16BE(fields.length, 5);
+  fields.forEach((f, i) => {
+    at += names[i]!.copy(buf, at);
+    at = buf.writeInt32BE(f.tableOid ?? 0, at);
+    at = buf.writeInt16BE(f.columnNumber ?? 0, at);
+    at = buf.writeInt32BE(f.typeOid, at);
+    at = buf.writeInt16BE(f.typeLength, at);
+    at = buf.writeInt32BE(-1, at);
+    at = buf.writeInt16BE(0, at);
+  });
+  return buf;
+}
+
+/** DataRow (D): per column an Int32 length (-1 for NULL) and the text bytes. */
+export function dataRow(values: readonly (string | null)[]): Buffer {
+  const texts = values.map((v) => (v === null ? null : Buffer.from(v, 'utf8')));
+  const buf = message('D', 2 + texts.reduce((n, t) => n + 4 + (t?.length ?? 0), 0));
+  let at = buf.writeInt16BE(values.length, 5);
+  for (const t of texts) {
+    at = buf.writeInt32BE(t === null ? -1 : t.length, at);
+    if (t !== null) at += t.copy(buf, at);
+  }
+  return buf;
+}
+
+/** CommandComplete (C) with its tag, e.g. "SELECT 1" or "SHOW". */
+export function commandComplete(tag: string): Buffer {
+  const body = Buffer.from(`${tag}\0`, 'utf8');
+  const buf = message('C', body.length);
+  body.copy(buf, 5);
+  return buf;
+}
+
+/** EmptyQueryResponse (I): the answer to an empty query string. */
+export const emptyQueryResponse = (): Buffer => message('I', 0);

@@ -11,10 +11,14 @@ import {
   authenticationSaslContinue,
   authenticationSaslFinal,
   backendKeyData,
+  commandComplete,
+  dataRow,
+  emptyQueryResponse,
   negotiateProtocolVersion,
   noticeMessage,
   parameterStatus,
   readyForQuery,
+  rowDescription,
 } from '../../../src/protocol/backend.js';
 import { PgError, SqlState, fatal, passwordFailed } from '../../../src/protocol/pg-error.js';
 
@@ -178,6 +182,44 @@ function fields(body: Buffer): [string, string][] {
 }
 
 // ErrorResponse/NoticeResponse: (Byte1 field type, String value)*, then a zero byte.
+describe('backend: result sets', () => {
+  it('RowDescription carries each field as node-postgres reads it, with UTF-8 names', async () => {
+    const msg = rowDescription([
+      { name: 'aid', typeOid: 23, typeLength: 4, tableOid: 16384, columnNumber: 1 },
+      { name: 'größe', typeOid: 25, typeLength: -1 },
+    ]);
+    const { type, body } = open(msg);
+    expect(type).toBe('T');
+    expect(body.readInt16BE(0)).toBe(2);
+    expect(body.length).toBe(2 + 4 + 18 + Buffer.byteLength('größe') + 1 + 18);
+    const [m] = await pgParse(msg, 3);
+    expect(m).toMatchObject({
+      name: 'rowDescription',
+      fieldCount: 2,
+      fields: [
+        { name: 'aid', tableID: 16384, columnID: 1, dataTypeID: 23, dataTypeSize: 4, dataTypeModifier: -1, format: 'text' },
+        { name: 'größe', tableID: 0, columnID: 0, dataTypeID: 25, dataTypeSize: -1, dataTypeModifier: -1, format: 'text' },
+      ],
+    });
+  });
+
+  it('DataRow sends NULL as length -1 and text as its UTF-8 bytes', async () => {
+    const msg = dataRow(['42', null, '', 'ümlaut']);
+    const { type, body } = open(msg);
+    expect(type).toBe('D');
+    expect(body.readInt16BE(0)).toBe(4);
+    expect(body.readInt32BE(2 + 4 + 2)).toBe(-1);
+    expect(await pgParse(msg)).toMatchObject([{ name: 'dataRow', fieldCount: 4, fields: ['42', null, '', 'ümlaut'] }]);
+  });
+
+  it('CommandComplete is the tag NUL-terminated; EmptyQueryResponse is I with no body', async () => {
+    expect([...commandComplete('SHOW')]).toEqual([0x43, 0, 0, 0, 9, ...Buffer.from('SHOW'), 0]);
+    expect(await pgParse(commandComplete('SELECT 100'))).toMatchObject([{ name: 'commandComplete', text: 'SELECT 100' }]);
+    expect([...emptyQueryResponse()]).toEqual([0x49, 0, 0, 0, 4]);
+    expect(await pgParse(emptyQueryResponse())).toMatchObject([{ name: 'emptyQuery' }]);
+  });
+});
+
 describe('backend: ErrorResponse', () => {
   it('writes S, V, C, M, D, H in order and a terminating NUL', async () => {
     const msg = noticeMessage('E', {
