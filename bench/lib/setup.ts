@@ -4,11 +4,12 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { adminSql, freePort, startCluster, USERS, type ClusterInfo } from '../../test/harness/postgres.js';
 import { createCa } from '../../src/tls/certificates.js';
+import { defaultWorkerCount } from '../../src/workers/cpu-budget.js';
 import { onCleanup } from './cleanup.js';
 import { RAISE_FD_LIMIT, startDaemon, waitForPort, type Daemon } from './daemon.js';
 import { openFileLimit, processTree } from './proc.js';
@@ -59,7 +60,7 @@ export async function setupWorld(opts: { scale: number; workers: number | null; 
   mkdirSync(join(work, 'pgbench-logs'));
   const notes: string[] = [];
   const snapshot = snapshotPgIngress(repoRoot, join(work, 'pg-ingress'));
-  let workers = opts.workers ?? availableParallelism();
+  let workers = opts.workers ?? defaultWorkerCount() // what pg-ingress's own `workers: 0` picks;
   if (!snapshot.hasWorkers && workers !== 1) {
     notes.push('This pg-ingress build has no `workers` setting: it runs as one process.');
     workers = 1;

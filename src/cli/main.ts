@@ -1,13 +1,13 @@
 // The `pg-ingress` command: run the proxy, print the auth_query setup SQL, or
 // check a configuration.
 import cluster from 'node:cluster';
-import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/index.js';
 import { createLogger } from '../log/logger.js';
 import { initSql } from './init-sql.js';
 import { runPrimary } from '../workers/primary.js';
 import { workerExecArgv } from '../workers/node-flags.js';
+import { defaultWorkerCount } from '../workers/cpu-budget.js';
 import { currentWorkerId, MAX_WORKER_ID } from '../workers/messages.js';
 
 const USAGE = `usage:
@@ -55,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  const workers = config.workers === 0 ? availableParallelism() : config.workers;
+  const workers = config.workers === 0 ? defaultWorkerCount() : config.workers;
   if (workers > 1 && cluster.isPrimary) {
     cluster.setupPrimary({ execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS) });
     return runPrimary(Math.min(workers, MAX_WORKER_ID), createLogger(config.log_level));
