@@ -228,6 +228,7 @@ export async function startPgIngress(world: World, name: string): Promise<ProxyP
       `max_client_conn: ${MAX_CLIENT_CONN}`,
       'server_reset_query: DISCARD ALL',
       'log_level: warn',
+      'metrics_port: 0', // on, as by default, but on a free port: two bench runs never collide
       ...(world.hasWorkersSetting ? [`workers: ${world.workers}`] : []),
       'databases:',
       `  ${DB.tx}: ${q(upstreamDsn(world, 'transaction', world.ingressPoolSize))}`,
