@@ -15,7 +15,7 @@ COPY bin ./bin
 COPY config ./config
 COPY package.json ./
 USER node
-EXPOSE 6432
+EXPOSE 6432 9127
 # A 4 MB young generation keeps idle clients cheap (see src/workers/node-flags.ts).
 ENTRYPOINT ["node", "--max-semi-space-size=4", "bin/pg-ingress.js"]
 CMD ["--config", "config/pg-ingress.yaml"]
