@@ -46,9 +46,10 @@ export class Framer {
   private partial: Buffer | null = null;
   private partialFill = 0;
   private partialSize = 0; // full frame size once the header is known, else 0
+  // A header split across chunks, made on first need: most connections never split one.
   // Its own 5 bytes, not a slice of Node's shared 8 kB allocation pool: a long-lived
   // slice would pin the whole slab, about 1.6 kB per idle connection.
-  private readonly header = Buffer.alloc(HEADER);
+  private headerBytes: Buffer | null = null;
   private paused: Buffer | null = null;
   // A pass-through frame being streamed: its type and how many bytes are still to come.
   private streamType = 0;
@@ -158,6 +159,10 @@ export class Framer {
     this.streamLeft -= take;
     sink.onFramePart!(this.streamType, chunk, pos, pos + take, this.streamLeft === 0);
     return pos + take;
+  }
+
+  private get header(): Buffer {
+    return (this.headerBytes ??= Buffer.alloc(HEADER));
   }
 
   private check(type: number, length: number): void {
