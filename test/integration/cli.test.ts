@@ -1,6 +1,6 @@
 // The installed command: `pg-ingress --config FILE` runs the proxy a user
 // connects to with psql; `init-sql` and `check` help set it up.
-import { spawn, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,73 +8,44 @@ import { promisify } from 'node:util';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { freePort, USERS } from '../harness/postgres.js';
+import { BIN, listeningCount, startCliProxy } from '../harness/cli.js';
+import { USERS } from '../harness/postgres.js';
 import { conninfo, pgOptions, psql, testEnv } from '../harness/proxy.js';
 
 const run = promisify(execFile);
-const BIN = join(process.cwd(), 'bin', 'pg-ingress.js');
 
 describe('pg-ingress command', () => {
   it('runs from a YAML file and environment, and serves psql over verified TLS', async () => {
-    const { cluster, certFile, keyFile, caFile } = testEnv();
-    const dir = mkdtempSync(join(tmpdir(), 'pg-ingress-cli-'));
-    const port = await freePort();
-    writeFileSync(join(dir, 'auth-password'), `${USERS.auth.password}\n`);
-    writeFileSync(
-      join(dir, 'pg-ingress.yaml'),
-      [
-        'listen_addr: 127.0.0.1',
-        `listen_port: ${port}`,
-        `client_tls_cert_file: ${certFile}`,
-        `client_tls_key_file: ${keyFile}`,
-        `auth_password_file: ${join(dir, 'auth-password')}`,
-        'databases:',
-        `  "*": host=${cluster.host} port=${cluster.port}`,
-      ].join('\n'),
-    );
-    const child = spawn(process.execPath, [BIN, '--config', join(dir, 'pg-ingress.yaml')], { env: { PATH: process.env.PATH, PG_INGRESS_LOG_LEVEL: 'info' } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const { caFile } = testEnv();
+    const proxy = await startCliProxy({
+      yaml: (dir) => {
+        // The auth password from a file, as from a Kubernetes Secret.
+        writeFileSync(join(dir, 'auth-password'), `${USERS.auth.password}\n`);
+        return [`auth_password_file: ${join(dir, 'auth-password')}`];
+      },
+      ready: (out) => listeningCount(out) === 1,
+    });
     try {
-      for (let i = 0; i < 100 && !out.includes('pg-ingress listening'); i++) await new Promise((r) => setTimeout(r, 100));
-      expect(out).toContain('pg-ingress listening');
+      expect(listeningCount(proxy.output())).toBe(1);
+      const port = proxy.port;
       const r = await psql(conninfo(port, 'app2', USERS.scram.name, `sslmode=verify-full sslrootcert=${caFile}`), 'SELECT db FROM whereami', { PGPASSWORD: USERS.scram.password });
       expect(r.stdout).toBe('app2');
-      expect(out).not.toContain(USERS.auth.password);
+      expect(proxy.output()).not.toContain(USERS.auth.password);
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((resolve) => child.on('exit', resolve));
+      await proxy.stop();
     }
   });
 
   it('runs two workers on one port, and a cancel reaches the right worker whichever accepts it', async () => {
-    const { cluster, certFile, keyFile } = testEnv();
-    const dir = mkdtempSync(join(tmpdir(), 'pg-ingress-cli-'));
-    const port = await freePort();
-    writeFileSync(
-      join(dir, 'pg-ingress.yaml'),
-      [
-        'listen_addr: 127.0.0.1',
-        `listen_port: ${port}`,
-        'workers: 2',
-        'pool_mode: transaction',
-        `client_tls_cert_file: ${certFile}`,
-        `client_tls_key_file: ${keyFile}`,
-        'databases:',
-        `  "*": host=${cluster.host} port=${cluster.port}`,
-      ].join('\n'),
-    );
-    const child = spawn(process.execPath, [BIN, '--config', join(dir, 'pg-ingress.yaml')], {
-      env: { PATH: process.env.PATH, PG_INGRESS_LOG_LEVEL: 'info', PG_INGRESS_AUTH_PASSWORD: USERS.auth.password },
+    const proxy = await startCliProxy({
+      yaml: () => ['workers: 2', 'pool_mode: transaction'],
+      env: { PG_INGRESS_AUTH_PASSWORD: USERS.auth.password },
+      ready: (out) => listeningCount(out) === 2,
     });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const port = proxy.port;
     const clients: pg.Client[] = [];
     try {
-      for (let i = 0; i < 100 && (out.match(/pg-ingress listening/g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
-      expect((out.match(/pg-ingress listening/g) ?? []).length).toBe(2);
+      expect(listeningCount(proxy.output())).toBe(2);
       for (let i = 0; i < 4; i++) {
         const c = new pg.Client({ ...pgOptions(port, 'app1', USERS.scram.name, USERS.scram.password) });
         await c.connect();
@@ -99,8 +70,7 @@ describe('pg-ingress command', () => {
       }
     } finally {
       await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
-      child.kill('SIGTERM');
-      await new Promise((resolve) => child.on('exit', resolve));
+      await proxy.stop();
     }
   });
 

@@ -1,54 +1,27 @@
 // With `workers: 2` (the real CLI, as a child process), one scrape of the
 // primary's /metrics, and one SHOW POOLS on the admin console, add up both workers.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
+import { listeningCount, startCliProxy, type CliProxy } from '../harness/cli.js';
 import { freePort, USERS } from '../harness/postgres.js';
-import { conninfo, pgOptions, psql, testEnv } from '../harness/proxy.js';
+import { conninfo, pgOptions, psql } from '../harness/proxy.js';
 
-const BIN = join(process.cwd(), 'bin', 'pg-ingress.js');
 const scram = USERS.scram;
 
-let child: ChildProcess;
-let out = '';
+let proxy: CliProxy | undefined;
 let port = 0;
 let metricsPort = 0;
 const clients: pg.Client[] = [];
 
 beforeAll(async () => {
-  const { cluster, certFile, keyFile } = testEnv();
-  const dir = mkdtempSync(join(tmpdir(), 'pg-ingress-workers-'));
-  port = await freePort();
   metricsPort = await freePort();
-  writeFileSync(
-    join(dir, 'pg-ingress.yaml'),
-    [
-      'listen_addr: 127.0.0.1',
-      `listen_port: ${port}`,
-      'metrics_listen_addr: 127.0.0.1',
-      `metrics_port: ${metricsPort}`,
-      'workers: 2',
-      'pool_mode: transaction',
-      `admin_users: ${scram.name}`,
-      'auth_dbname: postgres',
-      `client_tls_cert_file: ${certFile}`,
-      `client_tls_key_file: ${keyFile}`,
-      'databases:',
-      `  "*": host=${cluster.host} port=${cluster.port}`,
-    ].join('\n'),
-  );
-  child = spawn(process.execPath, [BIN, '--config', join(dir, 'pg-ingress.yaml')], {
-    env: { PATH: process.env.PATH, PG_INGRESS_LOG_LEVEL: 'info', PG_INGRESS_AUTH_PASSWORD: USERS.auth.password },
+  proxy = await startCliProxy({
+    yaml: () => ['metrics_listen_addr: 127.0.0.1', `metrics_port: ${metricsPort}`, 'workers: 2', 'pool_mode: transaction', `admin_users: ${scram.name}`, 'auth_dbname: postgres'],
+    env: { PG_INGRESS_AUTH_PASSWORD: USERS.auth.password },
+    ready: (out) => listeningCount(out) === 2 && out.includes('metrics endpoint listening'),
   });
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  for (let i = 0; i < 100 && !((out.match(/pg-ingress listening/g) ?? []).length === 2 && out.includes('metrics endpoint listening')); i++) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  expect((out.match(/pg-ingress listening/g) ?? []).length).toBe(2);
+  port = proxy.port;
+  expect(listeningCount(proxy.output())).toBe(2);
   // Connect until both workers hold clients (the kernel spreads connections between them).
   const perWorker = new Map<number, number>();
   for (let i = 0; i < 40 && (perWorker.size < 2 || clients.length < 4); i++) {
@@ -64,8 +37,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
-  child?.kill('SIGTERM');
-  if (child && child.exitCode === null) await new Promise((resolve) => child.on('exit', resolve));
+  await proxy?.stop();
 });
 
 function value(text: string, series: string): number | null {

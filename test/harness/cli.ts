@@ -1,0 +1,67 @@
+// Runs the real `pg-ingress` CLI as a child process against the test cluster:
+// a YAML config with the test listener, TLS files and a `*` entry, plus the
+// keys a test adds; its stdout and stderr are collected for assertions.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './postgres.js';
+import { testEnv } from './proxy.js';
+
+export const BIN = join(process.cwd(), 'bin', 'pg-ingress.js');
+
+export interface CliProxy {
+  port: number;
+  child: ChildProcess;
+  /** Everything the process wrote so far. */
+  output(): string;
+  /** SIGTERM, then waits for the exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the CLI with the `yaml` lines added to the base config (`yaml` gets the config's
+ * directory, for files the config names) and waits up to 10 s until `ready(output)`; the
+ * caller asserts on the output.
+ */
+export async function startCliProxy(opts: {
+  yaml: (dir: string) => string[];
+  env?: Record<string, string>;
+  ready: (output: string) => boolean;
+}): Promise<CliProxy> {
+  const { cluster, certFile, keyFile } = testEnv();
+  const dir = mkdtempSync(join(tmpdir(), 'pg-ingress-cli-'));
+  const port = await freePort();
+  const config = join(dir, 'pg-ingress.yaml');
+  writeFileSync(
+    config,
+    [
+      'listen_addr: 127.0.0.1',
+      `listen_port: ${port}`,
+      `client_tls_cert_file: ${certFile}`,
+      `client_tls_key_file: ${keyFile}`,
+      ...opts.yaml(dir),
+      'databases:',
+      `  "*": host=${cluster.host} port=${cluster.port}`,
+    ].join('\n'),
+  );
+  const child = spawn(process.execPath, [BIN, '--config', config], { env: { PATH: process.env.PATH, PG_INGRESS_LOG_LEVEL: 'info', ...opts.env } });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  for (let i = 0; i < 100 && !opts.ready(out); i++) await new Promise((r) => setTimeout(r, 100));
+  return {
+    port,
+    child,
+    output: () => out,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** How many workers (or single processes) have logged that they listen. */
+export const listeningCount = (output: string): number => (output.match(/pg-ingress listening/g) ?? []).length;
