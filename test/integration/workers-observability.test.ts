@@ -1,10 +1,12 @@
 // With `workers: 2` (the real CLI, as a child process), one scrape of the
 // primary's /metrics, and one SHOW POOLS on the admin console, add up both workers.
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { listeningCount, startCliProxy, type CliProxy } from '../harness/cli.js';
 import { freePort, USERS } from '../harness/postgres.js';
 import { conninfo, pgOptions, psql } from '../harness/proxy.js';
+import { WORKER_SEMI_SPACE_MB } from '../../src/workers/node-flags.js';
 
 const scram = USERS.scram;
 
@@ -74,6 +76,20 @@ describe('two workers', () => {
     expect(ptrs).toHaveLength(clients.length);
     expect(new Set(ptrs.map((p) => p.split('-')[1])).size).toBe(2); // rows from both workers
     expect(new Set(ptrs).size).toBe(ptrs.length);
+  });
+
+  it('runs its workers with the capped V8 semi-space that keeps idle clients cheap', () => {
+    const workers = readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name))
+      .filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(proxy!.child.pid);
+        } catch {
+          return false; // gone meanwhile
+        }
+      });
+    expect(workers).toHaveLength(2);
+    for (const pid of workers) expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain(`--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`);
   });
 
   it('the primary answers /healthz and /readyz', async () => {
