@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
+import { PREFERRED_CIPHERS } from '../src/tls/context.js';
 
 interface Input {
   port: number;
@@ -36,7 +37,7 @@ if (cluster.isPrimary && input.workers > 1) {
     cert: readFileSync(input.certFile),
     key: readFileSync(input.keyFile),
     minVersion: 'TLSv1.2',
-    ciphers: ['TLS_AES_128_GCM_SHA256', ...tls.DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':'),
+    ciphers: PREFERRED_CIPHERS,
     honorCipherOrder: true,
     ticketKeys: process.env.NODE_PIPE_TICKET_KEYS ? Buffer.from(process.env.NODE_PIPE_TICKET_KEYS, 'base64') : randomBytes(48),
     sessionTimeout: 3600,

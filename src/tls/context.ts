@@ -86,7 +86,7 @@ function readPair(certFile: string, keyFile: string): PemPair {
 // and survive certificate reloads.
 const TICKET_KEYS = process.env.PG_INGRESS_TICKET_KEYS ? Buffer.from(process.env.PG_INGRESS_TICKET_KEYS, 'base64') : randomBytes(48);
 
-const PREFERRED_CIPHERS = ['TLS_AES_128_GCM_SHA256', ...tls.DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':');
+export const PREFERRED_CIPHERS = ['TLS_AES_128_GCM_SHA256', ...tls.DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':');
 
 function build(pem: PemPair, minVersion: tls.SecureVersion): ServerTls {
   const context = tls.createSecureContext({
