@@ -23,10 +23,10 @@ describe('pg-ingress command', () => {
         writeFileSync(join(dir, 'auth-password'), `${USERS.auth.password}\n`);
         return [`auth_password_file: ${join(dir, 'auth-password')}`];
       },
-      ready: (out) => listeningCount(out) === 1,
+      ready: (out) => listeningCount(out) >= 1, // default workers: one per CPU
     });
     try {
-      expect(listeningCount(proxy.output())).toBe(1);
+      expect(listeningCount(proxy.output())).toBeGreaterThanOrEqual(1);
       const port = proxy.port;
       const r = await psql(conninfo(port, 'app2', USERS.scram.name, `sslmode=verify-full sslrootcert=${caFile}`), 'SELECT db FROM whereami', { PGPASSWORD: USERS.scram.password });
       expect(r.stdout).toBe('app2');
