@@ -69,6 +69,8 @@ export class ServerConnection implements FrameSink {
   sentBatches = 0;
   doneBatches = 0;
   closed = false;
+  /** CancelRequests sent for this server whose cancel connection has not closed yet (the pool holds it aside meanwhile). */
+  cancelsInFlight = 0;
   /** Renamed prepared statements this server holds (transaction pooling). */
   readonly statements: ServerStatements;
 
