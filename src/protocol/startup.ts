@@ -11,6 +11,11 @@ export const PROTOCOL_3_0 = 196608;
 /** PostgreSQL's own limit for a startup packet (MAX_STARTUP_PACKET_LENGTH). */
 export const MAX_STARTUP_LENGTH = 10_000;
 
+/** PostgreSQL's NAMEDATALEN: a name (role, database) holds at most NAMEDATALEN - 1 = 63 bytes. */
+export const NAMEDATALEN = 64;
+/** Startup parameters that name a role or a database, and so are clipped to a name's length. */
+const NAME_PARAMETERS = new Set(['user', 'database']);
+
 export type FirstPacket =
   | { kind: 'ssl' }
   | { kind: 'gssenc' }
@@ -81,7 +86,7 @@ function decodeParams(packet: Buffer): { params: Map<string, string>; protocolOp
     const valueEnd = packet.indexOf(0, nameEnd + 1);
     if (valueEnd < 0) throw new StartupPacketError('invalid startup packet layout: expected terminator as last byte');
     const name = packet.toString('utf8', pos, nameEnd);
-    const value = packet.toString('utf8', nameEnd + 1, valueEnd);
+    const value = NAME_PARAMETERS.has(name) ? clipName(packet.subarray(nameEnd + 1, valueEnd)) : packet.toString('utf8', nameEnd + 1, valueEnd);
     if (name.startsWith('_pq_.')) protocolOptions.push(name);
     else params.set(name, value);
     pos = valueEnd + 1;
@@ -90,4 +95,44 @@ function decodeParams(packet: Buffer): { params: Map<string, string>; protocolOp
     throw new StartupPacketError('invalid startup packet layout: expected terminator as last byte');
   }
   return { params, protocolOptions };
+}
+
+/**
+ * A role or database name as PostgreSQL stores it: at most NAMEDATALEN - 1
+ * bytes, cut at a UTF-8 character boundary. ProcessStartupPacket
+ * (src/backend/tcop/backend_startup.c) truncates the startup's user and
+ * database to NAMEDATALEN - 1 bytes "to avoid lookup failures when overlength
+ * names are given"; names are stored by truncate_identifier
+ * (src/backend/parser/scansup.c), which clips with pg_mbcliplen so as not to
+ * split a character. We clip the way names are stored, so that the name we
+ * look up and send upstream is the one CREATE ROLE / CREATE DATABASE made
+ * (PostgreSQL's byte cut could leave half a character that matches nothing).
+ */
+export function clipName(bytes: Buffer): string {
+  const limit = NAMEDATALEN - 1;
+  if (bytes.length <= limit) return bytes.toString('utf8');
+  const clipped = bytes.toString('utf8', 0, utf8ClipLength(bytes, limit));
+  // Invalid bytes decode to U+FFFD (3 bytes each): clip the valid re-encoding once more.
+  const again = Buffer.from(clipped, 'utf8');
+  return again.length <= limit ? clipped : again.toString('utf8', 0, utf8ClipLength(again, limit));
+}
+
+/** pg_mbcliplen for UTF-8: the longest prefix of at most `limit` bytes that ends on a character boundary. */
+function utf8ClipLength(bytes: Buffer, limit: number): number {
+  let len = 0;
+  while (len < bytes.length) {
+    const next = len + utf8CharLength(bytes[len]!);
+    if (next > limit) break;
+    len = next;
+  }
+  return len;
+}
+
+/** pg_utf_mblen: a character's length from its first byte (a stray continuation byte counts as one). */
+function utf8CharLength(first: number): number {
+  if (first < 0x80) return 1;
+  if ((first & 0xe0) === 0xc0) return 2;
+  if ((first & 0xf0) === 0xe0) return 3;
+  if ((first & 0xf8) === 0xf0) return 4;
+  return 1;
 }

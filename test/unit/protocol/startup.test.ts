@@ -5,10 +5,12 @@ import {
   CANCEL_REQUEST_CODE,
   GSSENC_REQUEST_CODE,
   MAX_STARTUP_LENGTH,
+  NAMEDATALEN,
   PROTOCOL_3_0,
   SSL_REQUEST_CODE,
   StartupPacketError,
   StartupReader,
+  clipName,
   decodeFirstPacket,
 } from '../../../src/protocol/startup.js';
 import { firstPacket, protocolCode, query, startupBody } from './messages.js';
@@ -100,6 +102,53 @@ describe('decodeFirstPacket', () => {
       ]),
       protocolOptions: ['_pq_.compression', '_pq_.other'],
     });
+  });
+});
+
+// PostgreSQL keeps a name to NAMEDATALEN - 1 = 63 bytes (ProcessStartupPacket truncates the
+// startup's user and database; truncate_identifier stores names clipped by pg_mbcliplen).
+describe('decodeFirstPacket: user and database names longer than a PostgreSQL name', () => {
+  const decodeParams = (params: ReadonlyArray<readonly [string, string]>): Map<string, string> => {
+    const got = decodeFirstPacket(firstPacket(PROTOCOL_3_0, startupBody(params)));
+    if (got.kind !== 'startup') throw new Error('not a startup packet');
+    return got.params;
+  };
+  const bytes = (s: string | undefined): number => Buffer.byteLength(s ?? '', 'utf8');
+
+  it('keeps names of exactly 63 bytes whole and clips longer ones to their first 63 bytes', () => {
+    expect(NAMEDATALEN).toBe(64);
+    const params = decodeParams([
+      ['user', 'u'.repeat(63)],
+      ['database', 'd'.repeat(9000)],
+    ]);
+    expect(params.get('user')).toBe('u'.repeat(63));
+    expect(params.get('database')).toBe('d'.repeat(63));
+  });
+
+  it('clips at a UTF-8 character boundary, never through a character', () => {
+    // 'é' is 2 bytes: 'a' + 31 × 'é' = 63 bytes fits; 'a' + 32 × 'é' = 65 bytes clips back to 63.
+    expect(decodeParams([['user', 'a' + 'é'.repeat(31)]]).get('user')).toBe('a' + 'é'.repeat(31));
+    expect(decodeParams([['user', 'a' + 'é'.repeat(32)]]).get('user')).toBe('a' + 'é'.repeat(31));
+    // 'é' × 32 = 64 bytes: byte 63 would split the 32nd, so 31 remain (62 bytes), as pg_mbcliplen does.
+    const even = decodeParams([['database', 'é'.repeat(40)]]).get('database');
+    expect(even).toBe('é'.repeat(31));
+    expect(bytes(even)).toBe(62);
+    // 3-byte '☕' (21 × 3 = 63) and 4-byte '𝄞' (15 × 4 = 60, the 16th would end at 64).
+    expect(decodeParams([['user', '☕'.repeat(30)]]).get('user')).toBe('☕'.repeat(21));
+    expect(decodeParams([['user', '𝄞'.repeat(20)]]).get('user')).toBe('𝄞'.repeat(15));
+  });
+
+  it('leaves other parameters at full length (the 10 000-byte packet bounds them)', () => {
+    const long = 'x'.repeat(500);
+    expect(decodeParams([['user', 'u'], ['application_name', long]]).get('application_name')).toBe(long);
+  });
+
+  it('keeps a name with invalid UTF-8 within 63 bytes once decoded (each bad byte becomes U+FFFD)', () => {
+    const name = clipName(Buffer.alloc(200, 0xff));
+    expect(bytes(name)).toBeLessThanOrEqual(63);
+    expect(name).toBe('\ufffd'.repeat(21));
+    // A lead byte with its continuation cut off by the end of the name decodes, clipped as well.
+    expect(bytes(clipName(Buffer.concat([Buffer.alloc(62, 0x61), Buffer.from([0xe2, 0x98, 0x95])])))).toBe(62);
   });
 });
 
