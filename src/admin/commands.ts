@@ -103,7 +103,24 @@ async function show(what: (typeof SHOW_COMMANDS)[number], ctx: CommandContext): 
 
 function showPools(stats: ClusterStats): Buffer {
   const columns = [text('database'), text('user'), ...['cl_active', 'cl_waiting', 'cl_active_cancel_req', 'cl_waiting_cancel_req', 'sv_active', 'sv_active_cancel', 'sv_being_canceled', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login', 'maxwait', 'maxwait_us'].map(int), text('pool_mode')];
-  const rows = stats.pools.map((p) => [p.database, p.user, p.cl_active, p.cl_waiting, 0, 0, p.sv_active, 0, 0, p.sv_idle, p.sv_used, p.sv_tested, p.sv_login, Math.floor(p.maxwait_us / 1e6), p.maxwait_us % 1e6, p.pool_mode]);
+  const rows = stats.pools.map((p) => [
+    p.database,
+    p.user,
+    p.cl_active,
+    p.cl_waiting,
+    p.cl_active_cancel_req,
+    p.cl_waiting_cancel_req,
+    p.sv_active,
+    p.sv_active_cancel,
+    p.sv_being_canceled,
+    p.sv_idle,
+    p.sv_used,
+    p.sv_tested,
+    p.sv_login,
+    Math.floor(p.maxwait_us / 1e6),
+    p.maxwait_us % 1e6,
+    p.pool_mode,
+  ]);
   return resultSet(columns, rows);
 }
 

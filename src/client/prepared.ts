@@ -3,8 +3,17 @@
 // text, so identical statements from different clients share one server
 // statement, and a statement missing on the server the client has now is
 // prepared there first by a hidden Parse (as PgBouncer 1.21+ does).
-import { createHash } from 'node:crypto';
+//
+// Server-side names are an HMAC of the Parse body under a key made at start, so
+// they cannot be computed from the SQL text: a client cannot pre-create, with
+// SQL `PREPARE pgi_…`, the statement another client's Bind will run.
+//
+// What a client keeps here is bounded (max_client_prepared_statements and
+// max_client_prepared_bytes). What the server confirms decides the rest: the
+// session calls forgetAll() at CommandComplete `DEALLOCATE ALL` / `DISCARD ALL`.
+import { createHmac, randomBytes } from 'node:crypto';
 import * as frontend from '../protocol/frontend.js';
+import { fatal, type PgError } from '../protocol/pg-error.js';
 import type { ServerConnection } from '../pool/server.js';
 import { Answer } from '../pool/server-statements.js';
 
@@ -12,21 +21,31 @@ const PARSE = 0x50;
 const BIND = 0x42;
 const DESCRIBE = 0x44;
 const CLOSE = 0x43;
-const QUERY = 0x51;
 const STATEMENT = 0x53; // 'S' in Describe/Close
 
-/** A Close of a name we never prepare: the server answers CloseComplete and does nothing. */
-const NOOP_CLOSE = frontend.buildCloseStatement('pgi_noop');
-const DEALLOCATE_ALL = /^\s*(?:DEALLOCATE\s+(?:PREPARE\s+)?ALL|DISCARD\s+ALL)\s*;?\s*$/i;
+/** SQLSTATE 53400 configuration_limit_exceeded: a limit an operator set was reached. */
+const CONFIGURATION_LIMIT_EXCEEDED = '53400';
 
-function firstLetterIsD(buf: Buffer, start: number, end: number): boolean {
-  for (let i = start + 5; i < end; i++) {
-    const c = buf[i]!;
-    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) continue;
-    return c === 0x44 || c === 0x64;
-  }
-  return false;
+/** A Close of a name we never prepare ('noop' is not hex): the server answers CloseComplete and does nothing. */
+const NOOP_CLOSE = frontend.buildCloseStatement('pgi_noop');
+
+/** Keys the server-side names; one per process, so that this process's clients still share statements. */
+const NAME_KEY = randomBytes(16);
+
+/** The server-side name of a Parse body (query text and parameter types). */
+export function serverStatementName(body: Buffer): string {
+  return `pgi_${createHmac('sha256', NAME_KEY).update(body).digest('hex').slice(0, 32)}`;
 }
+
+export interface PreparedLimits {
+  /** Statement names one client may keep (max_client_prepared_statements). */
+  maxStatements: number;
+  /** Bytes of names and Parse bodies one client may keep (max_client_prepared_bytes). */
+  maxBytes: number;
+}
+
+/** The configuration's defaults, for a caller that passes none. */
+export const DEFAULT_PREPARED_LIMITS: PreparedLimits = { maxStatements: 1000, maxBytes: 4 * 1024 * 1024 };
 
 interface ClientStatement {
   serverName: string;
@@ -36,15 +55,31 @@ interface ClientStatement {
 
 export class PreparedStatements {
   private readonly byName = new Map<string, ClientStatement>();
+  /** Bytes of names and bodies in byName, held against maxBytes. */
+  private bytes = 0;
+
+  constructor(private readonly limits: PreparedLimits = DEFAULT_PREPARED_LIMITS) {}
 
   get size(): number {
     return this.byName.size;
+  }
+
+  /** Bytes this client's statements keep (names and Parse bodies). */
+  get keptBytes(): number {
+    return this.bytes;
+  }
+
+  /** The server dropped every statement of the session (DEALLOCATE ALL, DISCARD ALL): so does the client. */
+  forgetAll(): void {
+    this.byName.clear();
+    this.bytes = 0;
   }
 
   /**
    * Handles one frame bound for `server`: either passes what to send instead
    * of it to `send` (in order) and returns true, or returns false to send it
    * unchanged. No array or closure per message.
+   * @throws PgError (FATAL, 53400) when a Parse would pass the client's limits; nothing was sent for it
    */
   rewrite(type: number, buf: Buffer, start: number, end: number, server: ServerConnection, send: (b: Buffer) => void): boolean {
     switch (type) {
@@ -64,17 +99,10 @@ export class PreparedStatements {
         server.statements.expectClose(Answer.Forward, server.sentBatches);
         if (t.kind !== STATEMENT || t.name === '') return false;
         // Other clients may share the server statement: forget only our name; LRU eviction closes it.
-        this.byName.delete(t.name);
+        this.forget(t.name);
         send(NOOP_CLOSE);
         return true;
       }
-      case QUERY:
-        // Decode the text only when it could be DEALLOCATE/DISCARD (first letter 'D'): no string per query.
-        if (firstLetterIsD(buf, start, end) && DEALLOCATE_ALL.test(frontend.queryText(buf, start, end))) {
-          this.byName.clear();
-          server.statements.clear();
-        }
-        return false;
       default:
         return false;
     }
@@ -86,9 +114,12 @@ export class PreparedStatements {
       server.statements.expectParse(Answer.Forward, server.sentBatches, null);
       return false;
     }
+    this.admit(name, rest.length);
     const body = Buffer.from(rest); // kept beyond this chunk
-    const serverName = `pgi_${createHash('sha256').update(body).digest('hex').slice(0, 32)}`;
+    const serverName = serverStatementName(body);
+    this.forget(name);
     this.byName.set(name, { serverName, body });
+    this.bytes += name.length + body.length;
     if (server.statements.touch(serverName)) {
       // The server has it already: a no-op Close answers in the Parse's place, patched to ParseComplete.
       server.statements.expectClose(Answer.PatchToParseComplete, server.sentBatches);
@@ -99,6 +130,25 @@ export class PreparedStatements {
     server.statements.expectParse(Answer.Forward, server.sentBatches, serverName);
     send(frontend.buildParse(serverName, body));
     return true;
+  }
+
+  /** Throws if keeping `name` with a body of `bodyLength` bytes would pass a limit. */
+  private admit(name: string, bodyLength: number): void {
+    const old = this.byName.get(name);
+    if (!old && this.byName.size >= this.limits.maxStatements) {
+      throw limitReached('max_client_prepared_statements', `too many prepared statements: this client keeps ${this.byName.size}, the limit set by max_client_prepared_statements`);
+    }
+    const after = this.bytes - (old ? name.length + old.body.length : 0) + name.length + bodyLength;
+    if (after > this.limits.maxBytes) {
+      throw limitReached('max_client_prepared_bytes', `prepared statements too large: this client's would keep ${after} bytes of names and query text, over max_client_prepared_bytes (${this.limits.maxBytes})`);
+    }
+  }
+
+  private forget(name: string): void {
+    const old = this.byName.get(name);
+    if (!old) return;
+    this.byName.delete(name);
+    this.bytes -= name.length + old.body.length;
   }
 
   private useStatement(name: string, buf: Buffer, start: number, end: number, nameStart: number, nameEnd: number, server: ServerConnection, send: (b: Buffer) => void): boolean {
@@ -121,4 +171,10 @@ export class PreparedStatements {
       send(frontend.buildCloseStatement(victim));
     }
   }
+}
+
+function limitReached(setting: string, message: string): PgError {
+  return fatal(CONFIGURATION_LIMIT_EXCEEDED, message, {
+    hint: `close prepared statements the client no longer needs, or raise ${setting}`,
+  });
 }

@@ -61,6 +61,9 @@ export interface Config {
   client_login_timeout: number;
   idle_transaction_timeout: number;
   max_prepared_statements: number;
+  max_client_prepared_statements: number;
+  max_client_prepared_bytes: number;
+  autodb_idle_timeout: number;
   ignore_startup_parameters: string[];
   track_extra_parameters: string[];
   max_packet_size: number;
@@ -309,6 +312,9 @@ export const configSchema = z
     client_login_timeout: seconds().default(60),
     idle_transaction_timeout: seconds().default(0),
     max_prepared_statements: int(0).default(200),
+    max_client_prepared_statements: int(1).default(1000),
+    max_client_prepared_bytes: int(1024).default(4 * 1024 * 1024),
+    autodb_idle_timeout: seconds().default(3600),
     ignore_startup_parameters: list().default(['extra_float_digits']),
     track_extra_parameters: list().default([]),
     max_packet_size: int(1024, 2147483647).default(2147483647),

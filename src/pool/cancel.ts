@@ -1,6 +1,9 @@
 // Cancel keys: every client gets a random BackendKeyData from us, never a
 // server's. A CancelRequest carrying it is forwarded, on a new connection, to
 // the server that client is using right now, with that server's real keys.
+// While such a cancel is in flight the server is counted as being canceled
+// (`cancelsInFlight`), so that the pool does not hand it to another client
+// whose query the late cancel would hit (PgBouncer >= 1.18's sv_being_canceled).
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import { serialize } from 'pg-protocol';
@@ -17,6 +20,26 @@ interface Entry {
   // 4-byte Buffer per client would pin a slab of Node's shared allocation pool.
   secretKey: number;
   client: Cancellable;
+}
+
+/** How long a cancel connection may take, connect to close, before it is given up. */
+const CANCEL_TIMEOUT_MS = 10_000;
+
+/** Cancels of a server whose connection is still being opened (SHOW POOLS cl_waiting_cancel_req). */
+const opening = new WeakMap<ServerConnection, number>();
+/** What runs once a server has no cancel in flight any more (the pool putting it back). */
+const settledHooks = new WeakMap<ServerConnection, () => void>();
+
+/** The cancels in flight for `server`: still connecting, and sent (awaiting the server's close). */
+export function cancelsOf(server: ServerConnection): { opening: number; sent: number } {
+  const o = opening.get(server) ?? 0;
+  return { opening: o, sent: server.cancelsInFlight - o };
+}
+
+/** Runs `done` once no cancel is in flight for `server`: at once if none is. The last hook set wins. */
+export function whenCancelsSettle(server: ServerConnection, done: () => void): void {
+  if (server.cancelsInFlight === 0) done();
+  else settledHooks.set(server, done);
 }
 
 export class CancelRegistry {
@@ -54,11 +77,35 @@ export class CancelRegistry {
     if (!entry || entry.secretKey !== secretKey) return false;
     const server = entry.client.currentServer();
     if (!server) return false;
-    const { host, port } = server.address;
-    const socket = net.connect({ host, port }, () => socket.end(serialize.cancel(server.processId, server.secretKey)));
-    socket.on('error', () => undefined); // best effort, as a cancel always is
-    socket.setTimeout(10_000, () => socket.destroy());
-    socket.resume();
+    sendCancel(server);
     return true;
   }
+}
+
+/**
+ * Sends CancelRequest for `server` on a connection of its own, counted in
+ * `server.cancelsInFlight` until that connection closes. PostgreSQL closes it
+ * after signalling the backend, so from then on the cancel cannot land late.
+ */
+function sendCancel(server: ServerConnection): void {
+  server.cancelsInFlight++;
+  opening.set(server, (opening.get(server) ?? 0) + 1);
+  let connected = false;
+  const { host, port } = server.address;
+  const socket = net.connect({ host, port }, () => {
+    connected = true;
+    opening.set(server, opening.get(server)! - 1);
+    socket.end(serialize.cancel(server.processId, server.secretKey));
+  });
+  socket.on('error', () => undefined); // best effort, as a cancel always is; 'close' follows
+  socket.setTimeout(CANCEL_TIMEOUT_MS, () => socket.destroy());
+  socket.once('close', () => {
+    if (!connected) opening.set(server, opening.get(server)! - 1);
+    server.cancelsInFlight--;
+    if (server.cancelsInFlight > 0) return;
+    const hook = settledHooks.get(server);
+    settledHooks.delete(server);
+    hook?.();
+  });
+  socket.resume();
 }

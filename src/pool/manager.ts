@@ -1,5 +1,7 @@
-// All pools, one per (database, user), created on first use, and the limits
-// they share: max_db_connections per database, max_user_connections per user.
+// All pools, one per (database, user), created on first use and dropped once
+// unused for autodb_idle_timeout (so pools, and the credentials they keep, do
+// not pile up), and the limits they share: max_db_connections per database,
+// max_user_connections per user.
 import type { Logger } from '../log/logger.js';
 import { Pool, type PoolLimits, type PoolSettings } from './pool.js';
 import type { ServerAddress } from './server.js';
@@ -57,8 +59,15 @@ export class PoolManager implements PoolLimits {
     }
   }
 
+  /** The janitor's round: each pool's timers, then pools unused too long are dropped (get() makes them anew). */
   tick(now: number): void {
-    for (const pool of this.pools.values()) pool.tick(now);
+    for (const [key, pool] of this.pools) {
+      pool.tick(now);
+      if (!pool.unusedTooLong(now)) continue;
+      this.pools.delete(key);
+      pool.closeAll();
+      this.log.debug({ pool: pool.name }, 'unused pool dropped (autodb_idle_timeout)');
+    }
   }
 
   closeAll(): void {

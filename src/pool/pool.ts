@@ -1,13 +1,22 @@
 // One pool per (database, user): idle servers, servers in use, and clients
-// waiting in FIFO order for one. A server is in exactly one place (idle,
-// active, or being opened); it moves in acquire/release/discard and the
-// janitor's tick only.
+// waiting in FIFO order for one. A server is in exactly one place:
+//   connecting      being opened (counted, not yet an object)
+//   idle            ready for the next client
+//   active          with a client, or running our reset/check query
+//   beingCanceled   given back while a cancel for it is in flight: nobody gets
+//                   it until that cancel is over, or the cancel could hit the
+//                   next client's query (PgBouncer's sv_being_canceled)
+// It moves in acquire/release/discard, the cancel's end and the janitor's tick only.
 import type { PoolMode } from '../config/index.js';
 import type { Logger } from '../log/logger.js';
 import { PoolCounters } from '../stats/counters.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
+import { cancelsOf, whenCancelsSettle } from './cancel.js';
 import type { ServerCredentials } from './server-login.js';
 import { ServerConnection, type ServerAddress } from './server.js';
+
+/** Opens a TCP connection and logs in (ServerConnection.connect; unit tests give a fake). */
+export type ServerConnector = (address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, maxPrepared: number) => Promise<ServerConnection>;
 
 export interface PoolSettings {
   mode: PoolMode;
@@ -25,6 +34,10 @@ export interface PoolSettings {
   resetQuery: string;
   /** Cap of renamed prepared statements per server (transaction pooling); 0 when not renaming. */
   maxPrepared: number;
+  /** The manager drops a pool unused this long: no client, server or waiter (autodb_idle_timeout); 0 = never. */
+  unusedTimeoutMs: number;
+  /** How servers are opened; ServerConnection.connect when not given. */
+  connect?: ServerConnector;
 }
 
 /** Limits shared between pools (max_db_connections, max_user_connections). */
@@ -43,6 +56,12 @@ export interface PoolState {
   tested: number;
   login: number;
   maxWaitMs: number;
+  /** Servers given back while a cancel for them is in flight (sv_being_canceled). */
+  beingCanceled: number;
+  /** Cancels of this pool's servers whose connection is being opened (cl_waiting_cancel_req). */
+  cancelsOpening: number;
+  /** Cancels sent, their connection not closed yet (cl_active_cancel_req; each holds one sv_active_cancel). */
+  cancelsSent: number;
 }
 
 interface Waiter {
@@ -56,8 +75,15 @@ export class Pool {
   /** Idle servers, most recently used last (LIFO reuse keeps few servers warm). */
   private readonly idle: ServerConnection[] = [];
   private readonly active = new Set<ServerConnection>();
+  private readonly beingCanceled = new Set<ServerConnection>();
   private readonly waiters: Waiter[] = [];
   private connecting = 0;
+  /** Logged-in clients of this pool (the session tells us); a pool with clients is never dropped. */
+  private clients = 0;
+  /** Last moment the pool was seen in use, for autodb_idle_timeout. */
+  private lastInUseAt = Date.now();
+  /** closeAll() ran: servers given back are closed, new waiters refused. */
+  private closed = false;
   private credentials: ServerCredentials | null = null;
   private retryAt = 0;
   private lastLoginError: Error | null = null;
@@ -80,7 +106,28 @@ export class Pool {
 
   /** Servers open or being opened. */
   get total(): number {
-    return this.idle.length + this.active.size + this.connecting;
+    return this.idle.length + this.active.size + this.beingCanceled.size + this.connecting;
+  }
+
+  /** A client logged in to this pool (called by its session, once). */
+  clientJoined(): void {
+    this.clients++;
+  }
+
+  /** A client of this pool left (called by its session, once, after clientJoined). */
+  clientLeft(): void {
+    if (this.clients > 0) this.clients--;
+    this.lastInUseAt = Date.now();
+  }
+
+  /** Has a client, a server (open, opening or held) or a waiter: the manager keeps it. */
+  get inUse(): boolean {
+    return this.clients > 0 || this.total > 0 || this.waiters.length > 0;
+  }
+
+  /** Unused for longer than autodb_idle_timeout: the manager drops it. */
+  unusedTooLong(now: number): boolean {
+    return this.settings.unusedTimeoutMs > 0 && !this.inUse && now - this.lastInUseAt >= this.settings.unusedTimeoutMs;
   }
 
   /** Remembers how to log in as this pool's user (from the latest successful client login). */
@@ -91,8 +138,10 @@ export class Pool {
 
   /** A server for one client: idle first, else a new one if limits allow, else wait in line. */
   acquire(): Promise<ServerConnection> {
+    if (this.closed) return Promise.reject(shuttingDown());
+    this.lastInUseAt = Date.now();
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, timer: null, since: Date.now() };
+      const waiter: Waiter = { resolve, reject, timer: null, since: this.lastInUseAt };
       if (this.settings.waitTimeoutMs > 0) waiter.timer = setTimeout(() => this.expire(waiter), this.settings.waitTimeoutMs);
       this.waiters.push(waiter);
       this.pump();
@@ -122,8 +171,21 @@ export class Pool {
     server.attach(null);
     server.lastUsedAt = Date.now();
     server.used = true;
-    if (!server.isClean || server.expiresAt <= Date.now()) {
+    this.reuse(server, reset);
+  }
+
+  /** A server back from a client: closed if it must not be reused, held while a cancel for it is in flight, else reset (if asked) and made idle. */
+  private reuse(server: ServerConnection, reset: boolean): void {
+    if (this.closed || !server.isClean || server.expiresAt <= Date.now() || !server.statements.trusted) {
       this.close(server);
+      return;
+    }
+    if (server.cancelsInFlight > 0) {
+      this.beingCanceled.add(server);
+      whenCancelsSettle(server, () => {
+        // Not there any more: it closed meanwhile (forget), or the pool closed it (closeAll).
+        if (this.beingCanceled.delete(server)) this.reuse(server, reset);
+      });
       return;
     }
     if (!reset || this.settings.resetQuery === '') {
@@ -181,6 +243,17 @@ export class Pool {
     let used = 0;
     for (const s of this.idle) if (this.needsCheck(s, now)) used++;
     const oldest = this.waiters[0];
+    // A cancel is only ever sent for a server with a client, and such a server is in active or beingCanceled.
+    let cancelsOpening = 0;
+    let cancelsSent = 0;
+    for (const set of [this.active, this.beingCanceled]) {
+      for (const s of set) {
+        if (s.cancelsInFlight === 0) continue;
+        const c = cancelsOf(s);
+        cancelsOpening += c.opening;
+        cancelsSent += c.sent;
+      }
+    }
     return {
       waiting: this.waiters.length,
       active: this.active.size - this.testing,
@@ -189,20 +262,27 @@ export class Pool {
       tested: this.testing,
       login: this.connecting,
       maxWaitMs: oldest ? Math.max(0, now - oldest.since) : 0,
+      beingCanceled: this.beingCanceled.size,
+      cancelsOpening,
+      cancelsSent,
     };
   }
 
   /** Every open server with its SHOW SERVERS state. */
-  *servers(now: number): Generator<[ServerConnection, 'active' | 'idle' | 'used']> {
+  *servers(now: number): Generator<[ServerConnection, 'active' | 'idle' | 'used' | 'being_canceled']> {
     for (const s of this.active) yield [s, 'active'];
     for (const s of this.idle) yield [s, this.needsCheck(s, now) ? 'used' : 'idle'];
+    for (const s of this.beingCanceled) yield [s, 'being_canceled'];
   }
 
+  /** Closes every server and refuses every waiter, now and later (shutdown, or the manager dropping an unused pool). */
   closeAll(): void {
-    for (const s of [...this.idle, ...this.active]) s.close();
+    this.closed = true;
+    for (const s of [...this.idle, ...this.active, ...this.beingCanceled]) s.close();
     this.idle.length = 0;
     this.active.clear();
-    for (const w of this.waiters.splice(0)) this.settle(w, new PgError({ severity: 'FATAL', code: SqlState.adminShutdown, message: 'pg-ingress is shutting down' }));
+    this.beingCanceled.clear();
+    for (const w of this.waiters.splice(0)) this.settle(w, shuttingDown());
   }
 
   /** Closes the least recently used idle server, for a pool held back by a shared limit. */
@@ -214,6 +294,7 @@ export class Pool {
   }
 
   private makeIdle(server: ServerConnection): void {
+    if (this.closed) server.close(); // finished its reset or login after closeAll
     if (server.closed) {
       this.pump();
       return;
@@ -241,7 +322,7 @@ export class Pool {
     if (this.waiters.length === 0) return;
     if (Date.now() < this.retryAt) {
       // Logins have been failing: fail fast instead of queueing behind server_login_retry.
-      if (this.active.size === 0 && this.connecting === 0) {
+      if (this.active.size === 0 && this.beingCanceled.size === 0 && this.connecting === 0) {
         const err = fatal(SqlState.connectionFailure, 'server login has been failing, try again later (server_login_retry)', { detail: this.lastLoginError?.message });
         for (const w of this.waiters.splice(0)) this.settle(w, err);
       }
@@ -316,7 +397,8 @@ export class Pool {
     const credentials = this.credentials;
     if (!credentials) return;
     this.connecting++;
-    ServerConnection.connect(this.address, credentials, this.settings.connectTimeoutMs, this.settings.maxPrepared).then(
+    const connect = this.settings.connect ?? ServerConnection.connect;
+    connect(this.address, credentials, this.settings.connectTimeoutMs, this.settings.maxPrepared).then(
       (server) => {
         this.connecting--;
         this.retryAt = 0;
@@ -333,7 +415,7 @@ export class Pool {
         if (this.settings.loginRetryMs > 0) this.retryAt = Date.now() + this.settings.loginRetryMs;
         this.log.warn({ err: err.message }, 'server connection failed');
         // Nobody else can serve them soon: fail every waiter rather than let them hang.
-        const doomed = this.active.size === 0 ? this.waiters.splice(0) : this.waiters.splice(0, 1);
+        const doomed = this.active.size === 0 && this.beingCanceled.size === 0 ? this.waiters.splice(0) : this.waiters.splice(0, 1);
         for (const w of doomed) this.settle(w, err);
       },
     );
@@ -342,7 +424,9 @@ export class Pool {
   private forget(server: ServerConnection): void {
     const i = this.idle.indexOf(server);
     if (i >= 0) this.idle.splice(i, 1);
-    if (this.active.delete(server) || i >= 0) this.limits.released(this);
+    const held = this.active.delete(server) || this.beingCanceled.delete(server);
+    if (held || i >= 0) this.limits.released(this);
+    this.lastInUseAt = Date.now();
   }
 
   private expire(waiter: Waiter): void {
@@ -365,3 +449,5 @@ export class Pool {
     else waiter.resolve(server!);
   }
 }
+
+const shuttingDown = (): PgError => new PgError({ severity: 'FATAL', code: SqlState.adminShutdown, message: 'pg-ingress is shutting down' });

@@ -27,8 +27,23 @@ export class ServerStatements {
   private readonly names = new Map<string, true>();
   private readonly parses: Expectation[] = [];
   private readonly closes: Expectation[] = [];
+  private untrusted = false;
 
   constructor(private readonly max: number) {}
+
+  /**
+   * False once a client changed the server's statements by SQL (PREPARE, or a
+   * DEALLOCATE of one name: the tags do not say which): what we know of them is
+   * a guess from then on, and one of our names may now run another client's
+   * SQL. The pool closes such a server when it is given back.
+   */
+  get trusted(): boolean {
+    return !this.untrusted;
+  }
+
+  distrust(): void {
+    this.untrusted = true;
+  }
 
   get size(): number {
     return this.names.size;

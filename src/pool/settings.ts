@@ -19,5 +19,6 @@ export function poolSettings(config: Config, size: number, mode: PoolMode): Pool
     checkDelayMs: ms(config.server_check_delay),
     resetQuery: config.server_reset_query,
     maxPrepared: mode === 'session' ? 0 : config.max_prepared_statements,
+    unusedTimeoutMs: ms(config.autodb_idle_timeout),
   };
 }

@@ -15,7 +15,15 @@ export interface PoolRow {
   pool_size: number;
   cl_active: number;
   cl_waiting: number;
+  /** Cancels sent for this pool's servers, their connection not closed yet. */
+  cl_active_cancel_req: number;
+  /** Cancels whose connection to the server is still being opened. */
+  cl_waiting_cancel_req: number;
   sv_active: number;
+  /** Connections open to the server to carry a cancel (one per cl_active_cancel_req). */
+  sv_active_cancel: number;
+  /** Servers given back while a cancel for them is in flight: no client gets them until it ends. */
+  sv_being_canceled: number;
   sv_idle: number;
   sv_used: number;
   sv_tested: number;
@@ -109,7 +117,11 @@ export function takeSnapshot(src: SnapshotSource, now = Date.now()): WorkerSnaps
       pool_size: pool.size,
       cl_active: active.get(pool) ?? 0,
       cl_waiting: s.waiting,
+      cl_active_cancel_req: s.cancelsSent,
+      cl_waiting_cancel_req: s.cancelsOpening,
       sv_active: s.active,
+      sv_active_cancel: s.cancelsSent,
+      sv_being_canceled: s.beingCanceled,
       sv_idle: s.idle,
       sv_used: s.used,
       sv_tested: s.tested,

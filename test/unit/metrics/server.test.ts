@@ -18,7 +18,7 @@ function snapshot(worker: number, active: number): WorkerSnapshot {
   return {
     worker,
     pid: worker,
-    pools: [{ database: 'app', user: 'alice', pool_mode: 'transaction', pool_size: 20, cl_active: active, cl_waiting: 1, sv_active: 1, sv_idle: 2, sv_used: 0, sv_tested: 0, sv_login: 0, maxwait_us: 1_500_000, totals, last_period: totals }],
+    pools: [{ database: 'app', user: 'alice', pool_mode: 'transaction', pool_size: 20, cl_active: active, cl_waiting: 1, cl_active_cancel_req: 0, cl_waiting_cancel_req: 0, sv_active_cancel: 0, sv_being_canceled: 0, sv_active: 1, sv_idle: 2, sv_used: 0, sv_tested: 0, sv_login: 0, maxwait_us: 1_500_000, totals, last_period: totals }],
     databases: [{ name: 'app', host: 'db.internal', port: 5432, database: 'app_prod', force_user: null, pool_size: 20, min_pool_size: 0, reserve_pool: 0, pool_mode: null, max_connections: 0, current_connections: 3 }],
     clients: [],
     servers: [],

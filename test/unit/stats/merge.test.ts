@@ -7,7 +7,7 @@ import type { ConnectionRow, PoolRow, WorkerSnapshot } from '../../../src/stats/
 const counters = (n: number): CounterValues => ({ xact_count: n, query_count: 2 * n, server_assignment_count: n, received: 100 * n, sent: 1000 * n, xact_time: 10 * n, query_time: 5 * n, wait_time: n });
 
 function pool(database: string, user: string, n: number, maxwait_us = 0): PoolRow {
-  return { database, user, pool_mode: 'transaction', pool_size: 20, cl_active: n, cl_waiting: n + 1, sv_active: n + 2, sv_idle: n + 3, sv_used: 1, sv_tested: 0, sv_login: 1, maxwait_us, totals: counters(n), last_period: counters(1) };
+  return { database, user, pool_mode: 'transaction', pool_size: 20, cl_active: n, cl_waiting: n + 1, cl_active_cancel_req: 0, cl_waiting_cancel_req: 0, sv_active_cancel: 0, sv_being_canceled: 0, sv_active: n + 2, sv_idle: n + 3, sv_used: 1, sv_tested: 0, sv_login: 1, maxwait_us, totals: counters(n), last_period: counters(1) };
 }
 
 function client(worker: number, id: number): ConnectionRow {
