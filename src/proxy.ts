@@ -8,7 +8,7 @@ import { ParameterPolicy } from './client/parameters.js';
 import type { ClientSession } from './client/session.js';
 import type { Config } from './config/index.js';
 import type { Logger } from './log/logger.js';
-import { MetricsServer } from './metrics/server.js';
+import { MetricsServer, type MetricsEndpoint } from './metrics/server.js';
 import { CancelRegistry } from './pool/cancel.js';
 import { PoolManager } from './pool/manager.js';
 import { LocalCollector, WorkerCollector, type StatsCollector } from './stats/collector.js';
@@ -97,8 +97,9 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
   const port = await clientListener.listen(config.listen_addr, config.listen_port);
   log.info({ listen_addr: config.listen_addr, listen_port: port }, 'pg-ingress listening');
   let closing = false;
-  const metricsAt = config.metrics_port === null ? null : { host: config.metrics_listen_addr, port: config.metrics_port };
-  // With workers the primary serves metrics for all of them; this tells it where.
+  const metricsAt: MetricsEndpoint | null =
+    config.metrics_port === null ? null : { host: config.metrics_listen_addr, port: config.metrics_port, authToken: config.metrics_auth_token };
+  // With workers the primary serves metrics for all of them; this tells it where, and the token.
   if (cluster.isWorker) process.send!({ type: 'pg-ingress:worker-ready', metrics: metricsAt });
   const metrics = metricsAt && !cluster.isWorker ? await startMetrics(metricsAt, context, () => !closing, log) : null;
   return {
@@ -121,7 +122,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
 }
 
 /** The metrics endpoint of a single-process proxy. Not listening is logged, not fatal: clients still get served. */
-async function startMetrics(at: { host: string; port: number }, context: ProxyContext, ready: () => boolean, log: Logger): Promise<MetricsServer | null> {
+async function startMetrics(at: MetricsEndpoint, context: ProxyContext, ready: () => boolean, log: Logger): Promise<MetricsServer | null> {
   try {
     const server = await MetricsServer.start({ ...at, collector: context.stats, ready, log });
     log.info({ metrics_listen_addr: at.host, metrics_port: server.port }, 'metrics endpoint listening');

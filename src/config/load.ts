@@ -39,6 +39,12 @@ const NOT_SUPPORTED: Readonly<Record<string, string>> = {
   pidfile: 'run under a supervisor',
 };
 
+/** Secrets given inline or in a file (a mounted Kubernetes Secret); at most one of the two. */
+const SECRET_FILES = [
+  ['auth_password', 'auth_password_file'],
+  ['metrics_auth_token', 'metrics_auth_token_file'],
+] as const;
+
 export function loadConfig(opts: LoadOptions = {}): Config {
   const file = opts.file ?? null;
   const env = opts.env ?? process.env;
@@ -62,12 +68,14 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   for (const { layer, label } of layers) {
     const v = layer.values;
     const src = (k: string): string => layer.sources[pathKey(k)] ?? label;
-    if (v.auth_password != null && v.auth_password_file != null) {
-      problems.push(`${src('auth_password')}, ${src('auth_password_file')}: auth_password and auth_password_file are both set; set only one`);
+    for (const [inline, fromFile] of SECRET_FILES) {
+      if (v[inline] != null && v[fromFile] != null) {
+        problems.push(`${src(inline)}, ${src(fromFile)}: ${inline} and ${fromFile} are both set; set only one`);
+      }
+      // A higher layer choosing one source drops the other from below.
+      if (v[inline] != null) delete merged[fromFile];
+      if (v[fromFile] != null) delete merged[inline];
     }
-    // A higher layer choosing one password source drops the other from below.
-    if (v.auth_password != null) delete merged.auth_password_file;
-    if (v.auth_password_file != null) delete merged.auth_password;
     for (const [key, value] of Object.entries(v)) {
       merged[key] = value;
       // Provenance below this key belonged to the replaced value.
@@ -92,18 +100,28 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.flatMap((i) => formatIssue(i, merged, sourceOf)));
   }
-  const { auth_password_file, databases, users, ...rest } = parsed.data;
+  const { auth_password_file, metrics_auth_token_file, databases, users, ...rest } = parsed.data;
 
-  let auth_password = rest.auth_password;
-  if (auth_password_file !== null) {
-    const where = `${sourceOf(['auth_password_file'])}: auth_password_file`;
+  /** A secret: read from `path`, the value of the *_file key `key`, when set; else the inline value. */
+  const secret = (inline: string | null, key: string, path: string | null): string | null => {
+    if (path === null) return inline;
+    const where = `${sourceOf([key])}: ${key}`;
     try {
-      auth_password = readValueFile(auth_password_file);
-      if (auth_password === '') problems.push(`${where}: ${JSON.stringify(auth_password_file)} is empty`);
+      const value = readValueFile(path);
+      if (value === '') problems.push(`${where}: ${JSON.stringify(path)} is empty`);
+      return value;
     } catch (e) {
       const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-      problems.push(`${where}: cannot read ${JSON.stringify(auth_password_file)}: ${why}`);
+      problems.push(`${where}: cannot read ${JSON.stringify(path)}: ${why}`);
+      return null;
     }
+  };
+  const auth_password = secret(rest.auth_password, 'auth_password_file', auth_password_file);
+  const metrics_auth_token = secret(rest.metrics_auth_token, 'metrics_auth_token_file', metrics_auth_token_file);
+  // Sent in an HTTP header: a space or control character could never match what a scraper sends.
+  if (metrics_auth_token !== null && metrics_auth_token !== '' && !/^[\x21-\x7e]+$/.test(metrics_auth_token)) {
+    const key = metrics_auth_token_file !== null ? 'metrics_auth_token_file' : 'metrics_auth_token';
+    problems.push(`${sourceOf([key])}: ${key}: the token must be visible ASCII characters without spaces`);
   }
 
   if ((rest.client_tls_cert_file === null) !== (rest.client_tls_key_file === null)) {
@@ -124,7 +142,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   for (const [name, entry] of Object.entries(users)) us[name] = { name, ...entry };
 
   if (problems.length > 0) throw new ConfigError(problems);
-  const config: Config = { config_file: file, ...rest, auth_password, databases: dbs, users: us };
+  const config: Config = { config_file: file, ...rest, auth_password, metrics_auth_token, databases: dbs, users: us };
   return deepFreeze(config);
 }
 

@@ -70,6 +70,7 @@ export interface Config {
   workers: number; // 0 = one per CPU
   metrics_listen_addr: string;
   metrics_port: number | null; // null = no metrics/health HTTP server
+  metrics_auth_token: string | null; // bearer token /metrics requires (from the key or its _file); null = open
   admin_users: string[];
   stats_users: string[];
   log_level: LogLevel;
@@ -321,6 +322,8 @@ export const configSchema = z
     workers: int(0, 126).default(0),
     metrics_listen_addr: listenAddr().default('0.0.0.0'),
     metrics_port: portOrOff().default(9127), // pgbouncer_exporter's port
+    metrics_auth_token: optStr({ secret: true }).default(null),
+    metrics_auth_token_file: optStr().default(null),
     admin_users: list().default([]),
     stats_users: list().default([]),
     log_level: oneOf(LOG_LEVELS).default('info'),
@@ -336,4 +339,4 @@ export const CONFIG_KEYS: readonly string[] = Object.keys(configSchema.shape);
 /** Keys an env var can set: everything but the two maps. */
 export const SCALAR_KEYS: readonly string[] = CONFIG_KEYS.filter((k) => k !== 'databases' && k !== 'users');
 /** Keys whose values never appear in messages. */
-export const SECRET_KEYS: ReadonlySet<string> = new Set(['auth_password']);
+export const SECRET_KEYS: ReadonlySet<string> = new Set(['auth_password', 'metrics_auth_token']);

@@ -1,5 +1,6 @@
 // What workers and the primary say to each other, and how a cancel key names
 // its worker: the top bits of the processId we hand out carry the worker id.
+import type { MetricsEndpoint } from '../metrics/server.js';
 import type { WorkerSnapshot } from '../stats/snapshot.js';
 
 export const WORKER_SHIFT = 24;
@@ -51,10 +52,14 @@ export interface ClusterStatsReply {
   snapshots: WorkerSnapshot[];
 }
 
-/** A worker is listening; the first one tells the primary where to serve metrics (null: disabled). */
+/**
+ * A worker is listening; the first one tells the primary where to serve
+ * metrics and with which token (null: disabled). The primary never reads the
+ * configuration, and IPC stays between our own processes.
+ */
 export interface WorkerReady {
   type: 'pg-ingress:worker-ready';
-  metrics: { host: string; port: number } | null;
+  metrics: MetricsEndpoint | null;
 }
 
 type Message = CancelMessage | StatsRequest | StatsReply | ClusterStatsRequest | ClusterStatsReply | WorkerReady;

@@ -5,9 +5,9 @@
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
-import type { MetricsServer } from '../metrics/server.js';
+import type { MetricsEndpoint, MetricsServer } from '../metrics/server.js';
 import { PrimaryCollector } from '../stats/collector.js';
-import { isCancelMessage, isMessage, workerOfProcessId, type WorkerReady } from './messages.js';
+import { isCancelMessage, isMessage, workerOfProcessId } from './messages.js';
 
 export async function runPrimary(count: number, log: Logger): Promise<number> {
   // Shared so that a client resuming a TLS session may land on any worker.
@@ -20,7 +20,7 @@ export async function runPrimary(count: number, log: Logger): Promise<number> {
   let stopping = false;
 
   // The primary does not read the configuration: the first worker to listen says where metrics go.
-  const startMetrics = (where: NonNullable<WorkerReady['metrics']>): void => {
+  const startMetrics = (where: MetricsEndpoint): void => {
     // Loaded only when used: the primary stays small without prom-client.
     metrics = import('../metrics/server.js').then(({ MetricsServer }) => MetricsServer.start({ ...where, collector: stats, ready: () => !stopping && serving.size > 0, log })).then(
       (server) => {

@@ -1,8 +1,12 @@
 // /metrics, /healthz and /readyz of an in-process proxy, driven by real clients.
-import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../../src/proxy.js';
-import { USERS } from '../harness/postgres.js';
-import { pgOptions, startTestProxy, withClient } from '../harness/proxy.js';
+import { listeningCount, startCliProxy } from '../harness/cli.js';
+import { freePort, USERS } from '../harness/postgres.js';
+import { LogCapture, pgOptions, startTestProxy, withClient } from '../harness/proxy.js';
 
 let proxy: RunningProxy | null = null;
 afterEach(async () => {
@@ -93,5 +97,75 @@ describe('metrics endpoint of a single-process proxy', () => {
   it('serves no endpoint when metrics_port is off', async () => {
     proxy = await startTestProxy({ metrics_port: 'off' });
     expect(proxy.metricsPort).toBeNull();
+  });
+});
+
+describe('bearer token from the configuration', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pg-ingress-metrics-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const token = 'k8s-secret-token-9c1e0b';
+
+  it('metrics_auth_token_file protects /metrics of a real proxy; probes stay open; the token is never logged or shown', async () => {
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, `${token}\n`); // as a mounted Secret written with echo
+    const logs = new LogCapture();
+    proxy = await startTestProxy(
+      { metrics_port: 0, metrics_listen_addr: '127.0.0.1', metrics_auth_token_file: tokenFile, admin_users: [scram.name], auth_dbname: 'app1' },
+      {},
+      logs,
+    );
+    const base = `http://127.0.0.1:${proxy.metricsPort}`;
+    // A client's work, so the scrape has a pool to show.
+    await withClient(pgOptions(proxy.port, 'app1', scram.name, scram.password), (c) => c.query('SELECT 1'));
+
+    const anonymous = await fetch(`${base}/metrics`);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('www-authenticate')).toMatch(/^Bearer /);
+    expect((await fetch(`${base}/metrics`, { headers: { authorization: 'Bearer not-it' } })).status).toBe(401);
+
+    const scraped = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    expect(scraped.status).toBe(200);
+    const text = await scraped.text();
+    expect(value(text, 'pgbouncer_up')).toBe(1);
+    expect(value(text, 'pgbouncer_stats_queries_pooled_total{database="app1"}')).toBeGreaterThanOrEqual(1);
+
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+
+    const shown = await withClient(pgOptions(proxy.port, 'pgbouncer', scram.name, scram.password), (c) => c.query('SHOW CONFIG'));
+    const keys = (shown.rows as Array<{ key: string }>).map((r) => r.key);
+    expect(keys).toContain('metrics_port');
+    expect(keys).not.toContain('metrics_auth_token');
+    expect(JSON.stringify(shown.rows)).not.toContain(token);
+    expect(logs.text).toContain('metrics endpoint listening');
+    expect(logs.text).not.toContain(token);
+  });
+});
+
+describe('bearer token with workers', () => {
+  it('the primary serves /metrics with the token the workers were configured with', async () => {
+    const token = 'workers-token-51d2';
+    const metricsPort = await freePort();
+    const cli = await startCliProxy({
+      yaml: (dir) => {
+        writeFileSync(join(dir, 'metrics-token'), `${token}\n`);
+        return ['metrics_listen_addr: 127.0.0.1', `metrics_port: ${metricsPort}`, `metrics_auth_token_file: ${join(dir, 'metrics-token')}`, 'workers: 2'];
+      },
+      env: { PG_INGRESS_AUTH_PASSWORD: USERS.auth.password },
+      ready: (out) => listeningCount(out) === 2 && out.includes('metrics endpoint listening'),
+    });
+    try {
+      expect(cli.output()).toContain('metrics endpoint listening');
+      const base = `http://127.0.0.1:${metricsPort}`;
+      expect((await fetch(`${base}/metrics`)).status).toBe(401);
+      const scraped = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+      expect(scraped.status).toBe(200);
+      expect(value(await scraped.text(), 'pg_ingress_workers_scraped')).toBe(2);
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      expect(cli.output()).not.toContain(token);
+    } finally {
+      await cli.stop();
+    }
   });
 });

@@ -52,6 +52,8 @@ const valid: Record<string, [string, unknown]> = {
   workers: ['2', 2],
   metrics_listen_addr: ['127.0.0.1', '127.0.0.1'],
   metrics_port: ['off', null],
+  metrics_auth_token: ['tok', 'tok'],
+  metrics_auth_token_file: ['', undefined], // covered in metrics-auth-token.test.ts with a real file
   admin_users: ['ops, root', ['ops', 'root']],
   stats_users: ['monitor', ['monitor']],
   log_level: ['debug', 'debug'],

@@ -57,6 +57,7 @@ describe('defaults', () => {
       workers: 0,
       metrics_listen_addr: '0.0.0.0',
       metrics_port: 9127,
+      metrics_auth_token: null,
       admin_users: [],
       stats_users: [],
       log_level: 'info',
@@ -129,6 +130,8 @@ describe('type errors name the file and the key', () => {
     workers: [200, 'expected an integer from 0 to 126, got 200'],
     metrics_listen_addr: ['', 'expected one host name or IP address'],
     metrics_port: ['on', 'expected an integer from 0 to 65535, or off, got "on"'],
+    metrics_auth_token: [7, 'expected a string or null'], // a secret: the value is not quoted
+    metrics_auth_token_file: [[], 'expected a string or null, got []'],
     admin_users: [3, 'expected a list of strings or a comma-separated string, got 3'],
     stats_users: [{}, 'expected a list of strings or a comma-separated string, got {}'],
     log_level: ['verbose', 'expected one of trace, debug, info, warn, error, fatal, silent, got "verbose"'],

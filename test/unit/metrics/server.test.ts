@@ -1,9 +1,13 @@
 // The operations endpoint over real HTTP: exporter-compatible /metrics,
-// /healthz, and /readyz that turns 503 when a shutdown begins.
-import { afterEach, describe, expect, it } from 'vitest';
+// /healthz, and /readyz that turns 503 when a shutdown begins; and what a
+// stranger on the port cannot do: stall it, pile up collections, or read
+// /metrics without the token.
+import net from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../../src/log/logger.js';
-import { MetricsServer } from '../../../src/metrics/server.js';
-import { mergeSnapshots } from '../../../src/stats/merge.js';
+import { MetricsServer, type MetricsServerOptions } from '../../../src/metrics/server.js';
+import type { StatsCollector } from '../../../src/stats/collector.js';
+import { mergeSnapshots, type ClusterStats } from '../../../src/stats/merge.js';
 import type { WorkerSnapshot } from '../../../src/stats/snapshot.js';
 
 const log = createLogger('silent');
@@ -29,10 +33,39 @@ function snapshot(worker: number, active: number): WorkerSnapshot {
 
 const url = (path: string): string => `http://127.0.0.1:${server!.port}${path}`;
 
+const empty: StatsCollector = { collect: async () => mergeSnapshots([]) };
+function start(opts: Partial<MetricsServerOptions> = {}): Promise<MetricsServer> {
+  return MetricsServer.start({ host: '127.0.0.1', port: 0, authToken: null, collector: empty, ready: () => true, log, ...opts });
+}
+
+/** A collector whose collections finish only when the test says so. */
+function manualCollector(): StatsCollector & { calls: number; finish(stats: ClusterStats): void } {
+  const waiting: Array<(stats: ClusterStats) => void> = [];
+  return {
+    calls: 0,
+    collect() {
+      this.calls++;
+      return new Promise<ClusterStats>((resolve) => waiting.push(resolve));
+    },
+    finish(stats) {
+      for (const resolve of waiting.splice(0)) resolve(stats);
+    },
+  };
+}
+
+/** A raw TCP client; `closed` settles when the server closes it, with what it sent and when. */
+function rawClient(port: number): { socket: net.Socket; closed: Promise<{ data: string; at: number }> } {
+  const socket = net.connect(port, '127.0.0.1');
+  let data = '';
+  socket.on('data', (chunk: Buffer) => (data += chunk.toString('latin1')));
+  socket.on('error', () => {}); // a reset counts as closed
+  return { socket, closed: new Promise((resolve) => socket.once('close', () => resolve({ data, at: performance.now() }))) };
+}
+
 describe('metrics endpoint', () => {
   it('serves merged statistics under pgbouncer_exporter names', async () => {
     const stats = mergeSnapshots([snapshot(1, 2), snapshot(2, 3)]);
-    server = await MetricsServer.start({ host: '127.0.0.1', port: 0, collector: { collect: async () => stats }, ready: () => true, log });
+    server = await start({ collector: { collect: async () => stats } });
     const res = await fetch(url('/metrics'));
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/plain');
@@ -57,7 +90,7 @@ describe('metrics endpoint', () => {
 
   it('drops series of pools that are gone on the next scrape', async () => {
     let stats = mergeSnapshots([snapshot(1, 2)]);
-    server = await MetricsServer.start({ host: '127.0.0.1', port: 0, collector: { collect: async () => stats }, ready: () => true, log });
+    server = await start({ collector: { collect: async () => stats } });
     expect(await (await fetch(url('/metrics'))).text()).toContain('user="alice"');
     stats = mergeSnapshots([]);
     const text = await (await fetch(url('/metrics'))).text();
@@ -66,7 +99,7 @@ describe('metrics endpoint', () => {
   });
 
   it('says pgbouncer_up 0 when collecting fails, instead of failing the scrape', async () => {
-    server = await MetricsServer.start({ host: '127.0.0.1', port: 0, collector: { collect: () => Promise.reject(new Error('boom')) }, ready: () => true, log });
+    server = await start({ collector: { collect: () => Promise.reject(new Error('boom')) } });
     const res = await fetch(url('/metrics'));
     expect(res.status).toBe(200);
     expect(await res.text()).toContain('pgbouncer_up 0');
@@ -74,7 +107,7 @@ describe('metrics endpoint', () => {
 
   it('answers /healthz always and /readyz only while ready', async () => {
     let ready = true;
-    server = await MetricsServer.start({ host: '127.0.0.1', port: 0, collector: { collect: async () => mergeSnapshots([]) }, ready: () => ready, log });
+    server = await start({ ready: () => ready });
     expect((await fetch(url('/healthz'))).status).toBe(200);
     expect((await fetch(url('/readyz'))).status).toBe(200);
     ready = false; // SIGTERM: draining
@@ -85,7 +118,134 @@ describe('metrics endpoint', () => {
   });
 
   it('fails to start on a port in use, with the error to log', async () => {
-    server = await MetricsServer.start({ host: '127.0.0.1', port: 0, collector: { collect: async () => mergeSnapshots([]) }, ready: () => true, log });
-    await expect(MetricsServer.start({ host: '127.0.0.1', port: server.port, collector: { collect: async () => mergeSnapshots([]) }, ready: () => true, log })).rejects.toThrow(/EADDRINUSE/);
+    server = await start();
+    await expect(start({ port: server.port })).rejects.toThrow(/EADDRINUSE/);
+  });
+});
+
+describe('scrapes share one collection', () => {
+  it('answers a burst of concurrent scrapes from a single collect()', async () => {
+    const collector = manualCollector();
+    server = await start({ collector });
+    const burst = Array.from({ length: 20 }, () => fetch(url('/metrics')));
+    // Every request has reached the server and waits on the one collection.
+    await vi.waitFor(() => expect(server!.scrapesWaiting).toBe(20), { timeout: 5000, interval: 10 });
+    expect(collector.calls).toBe(1);
+    collector.finish(mergeSnapshots([snapshot(1, 2)]));
+    const texts = await Promise.all(burst.map(async (r) => (await r).text()));
+    expect(collector.calls).toBe(1);
+    for (const text of texts) expect(text).toContain('pgbouncer_pools_client_active_connections{database="app",user="alice"} 2');
+    // Once answered, the next scrape collects afresh.
+    const next = fetch(url('/metrics'));
+    await vi.waitFor(() => expect(collector.calls).toBe(2), { timeout: 5000, interval: 10 });
+    collector.finish(mergeSnapshots([snapshot(1, 3)]));
+    expect(await (await next).text()).toContain('user="alice"} 3');
+  });
+
+  it('answers within the scrape deadline when collecting hangs, and never starts a second collection meanwhile', async () => {
+    const collector = manualCollector(); // never finished
+    server = await start({ collector, limits: { scrapeDeadlineMs: 200 } });
+    const began = performance.now();
+    const res = await fetch(url('/metrics'));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('pgbouncer_up 0');
+    expect(performance.now() - began).toBeLessThan(2000);
+    expect(await (await fetch(url('/metrics'))).text()).toContain('pgbouncer_up 0');
+    expect(collector.calls).toBe(1);
+    // When the hung collection finally ends, the next scrape collects again.
+    collector.finish(mergeSnapshots([snapshot(1, 2)]));
+    const text = await (await fetch(url('/metrics'))).text();
+    expect(collector.calls).toBe(2);
+    expect(text).toContain('pgbouncer_up 0'); // that one hangs too
+  });
+});
+
+describe('slow and hung HTTP clients', () => {
+  const slow = { headersTimeoutMs: 300, requestTimeoutMs: 300, idleTimeoutMs: 60_000 };
+
+  it('closes a request that sends half its headers and stalls, within headersTimeout', async () => {
+    server = await start({ limits: slow });
+    const client = rawClient(server.port);
+    const began = performance.now();
+    client.socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+    const { data, at } = await client.closed;
+    expect(data).toMatch(/^HTTP\/1\.1 408/);
+    expect(at - began).toBeGreaterThanOrEqual(250);
+    expect(at - began).toBeLessThan(2000);
+  });
+
+  it('closes a slowloris that keeps dribbling header lines, which an idle timeout alone would not', async () => {
+    server = await start({ limits: slow });
+    const client = rawClient(server.port);
+    const began = performance.now();
+    client.socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+    const drip = setInterval(() => client.socket.writable && client.socket.write('X-Drip: 1\r\n'), 50);
+    try {
+      const { at } = await client.closed;
+      expect(at - began).toBeLessThan(2000);
+    } finally {
+      clearInterval(drip);
+    }
+  });
+
+  it('closes a connection that sends nothing, after the idle timeout', async () => {
+    server = await start({ limits: { idleTimeoutMs: 300 } });
+    const client = rawClient(server.port);
+    const began = performance.now();
+    const { at } = await client.closed;
+    expect(at - began).toBeGreaterThanOrEqual(250);
+    expect(at - began).toBeLessThan(2000);
+  });
+
+  it('caps connections: beyond maxConnections, half-sent requests are closed on accept', async () => {
+    server = await start({ limits: { maxConnections: 5, headersTimeoutMs: 60_000, requestTimeoutMs: 60_000 } });
+    const clients = Array.from({ length: 50 }, () => rawClient(server!.port));
+    for (const c of clients) c.socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+    let closed = 0;
+    for (const c of clients) void c.closed.then(() => closed++);
+    await vi.waitFor(() => expect(closed).toBe(45), { timeout: 5000, interval: 10 });
+    for (const c of clients) c.socket.destroy();
+    // The held slots are freed as soon as their holders go.
+    await vi.waitFor(async () => expect((await fetch(url('/healthz'))).status).toBe(200), { timeout: 5000, interval: 20 });
+  });
+
+  it('answers a request with a body and closes instead of reading it', async () => {
+    server = await start();
+    const client = rawClient(server.port);
+    client.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\npartial body');
+    const { data } = await client.closed;
+    expect(data).toMatch(/^HTTP\/1\.1 200/);
+    expect(data.toLowerCase()).toContain('connection: close');
+  });
+});
+
+describe('bearer token on /metrics', () => {
+  const token = 'tok-3f9a_Zq.~+/=';
+
+  it('refuses /metrics without the token or with a wrong one, with WWW-Authenticate: Bearer', async () => {
+    const collector = manualCollector();
+    server = await start({ authToken: token, collector });
+    for (const authorization of [undefined, 'Bearer wrong', `Bearer ${token}x`, `Bearer ${token.slice(0, -1)}`, `Basic ${Buffer.from(`u:${token}`).toString('base64')}`, token, 'Bearer ']) {
+      const res = await fetch(url('/metrics'), { headers: authorization === undefined ? {} : { authorization } });
+      expect(res.status, String(authorization)).toBe(401);
+      expect(res.headers.get('www-authenticate')).toMatch(/^Bearer /);
+      expect(await res.text()).not.toContain(token);
+    }
+    expect(collector.calls).toBe(0); // a stranger cannot even make it collect
+  });
+
+  it('serves /metrics with the right token, whatever the scheme\'s case', async () => {
+    server = await start({ authToken: token });
+    for (const authorization of [`Bearer ${token}`, `bearer ${token}`, `BEARER  ${token}`]) {
+      const res = await fetch(url('/metrics'), { headers: { authorization } });
+      expect(res.status, authorization).toBe(200);
+      expect(await res.text()).toContain('pgbouncer_up');
+    }
+  });
+
+  it('leaves /healthz and /readyz open: kubelet probes send no token', async () => {
+    server = await start({ authToken: token });
+    expect((await fetch(url('/healthz'))).status).toBe(200);
+    expect((await fetch(url('/readyz'))).status).toBe(200);
   });
 });
