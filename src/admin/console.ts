@@ -34,7 +34,12 @@ export function isAdminLogin(startup: Startup): boolean {
 }
 
 /** Logs a console user in and serves it until it leaves; throws the PgError to send if the login fails. */
-export async function serveAdminConsole(proxy: ProxyContext, startup: Startup, baseLog: ConnLogger): Promise<void> {
+export interface ConsoleHooks {
+  /** Authenticated and allowed: takes a logged-in slot and ends the login deadline; throws the PgError to send when there is no room. */
+  onLoggedIn(): void;
+}
+
+export async function serveAdminConsole(proxy: ProxyContext, startup: Startup, baseLog: ConnLogger, hooks: ConsoleHooks): Promise<void> {
   const { config } = proxy;
   const { user, log } = checkStartup(proxy, startup, baseLog);
   // There is no server behind the console: users are looked up where auth_dbname points (PgBouncer needs it too).
@@ -54,6 +59,7 @@ export async function serveAdminConsole(proxy: ProxyContext, startup: Startup, b
       detail: `user "${user}" is in neither admin_users nor stats_users`,
     });
   }
+  hooks.onLoggedIn();
   const socket = startup.socket;
   socket.write(welcome(startup.params.get('application_name') ?? ''));
   log.debug({ admin: isAdmin }, 'admin console login');

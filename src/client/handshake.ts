@@ -16,6 +16,8 @@ export type Negotiated =
       kind: 'startup';
       socket: Duplex;
       tls: tls.TLSSocket | null;
+      /** tls-server-end-point data of the certificate this handshake used (not the one loaded now: it may have rotated). */
+      endpointHash: Buffer | null;
       minor: number;
       params: Map<string, string>;
       protocolOptions: string[];
@@ -29,15 +31,18 @@ export class SilentClose extends Error {}
 export interface HandshakeOptions {
   sslmode: ClientSslMode;
   tls: () => ServerTls;
-  timeoutMs: number;
+  /** Called with the TLS socket as soon as it exists, so that the login deadline can end it too. */
+  onSecure?: (secure: tls.TLSSocket) => void;
 }
 
+/** The steps before authentication. No timer of its own: the login deadline (client/login-deadline.ts) ends it. */
 export async function negotiate(socket: net.Socket, opts: HandshakeOptions): Promise<Negotiated> {
   let stream: Duplex = socket;
   let secure: tls.TLSSocket | null = null;
+  let endpointHash: Buffer | null = null;
   let gssAnswered = false;
   for (;;) {
-    const { packet, rest } = await readPacket(stream, opts.timeoutMs);
+    const { packet, rest } = await readPacket(stream);
     const first = decode(packet);
     switch (first.kind) {
       case 'ssl':
@@ -50,7 +55,7 @@ export async function negotiate(socket: net.Socket, opts: HandshakeOptions): Pro
           break;
         }
         socket.write('S');
-        secure = await upgrade(socket, opts);
+        ({ secure, endpointHash } = await upgrade(socket, opts));
         stream = secure;
         break;
       case 'gssenc':
@@ -61,7 +66,7 @@ export async function negotiate(socket: net.Socket, opts: HandshakeOptions): Pro
       case 'cancel':
         return { kind: 'cancel', processId: first.processId, secretKey: first.secretKey };
       case 'startup':
-        return { kind: 'startup', socket: stream, tls: secure, minor: first.minor, params: first.params, protocolOptions: first.protocolOptions, rest };
+        return { kind: 'startup', socket: stream, tls: secure, endpointHash, minor: first.minor, params: first.params, protocolOptions: first.protocolOptions, rest };
     }
   }
 }
@@ -74,15 +79,15 @@ function decode(packet: Buffer): ReturnType<typeof decodeFirstPacket> {
   }
 }
 
-/** Reads one untyped first packet; leaves the stream paused so that no byte is lost. */
-function readPacket(stream: Duplex, timeoutMs: number): Promise<{ packet: Buffer; rest: Buffer }> {
+/** Reads one untyped first packet (at most MAX_STARTUP_LENGTH bytes held); leaves the stream paused so that no byte is lost. */
+function readPacket(stream: Duplex): Promise<{ packet: Buffer; rest: Buffer }> {
   return new Promise((resolve, reject) => {
     const reader = new StartupReader();
     const done = (err: Error | null, result?: { packet: Buffer; rest: Buffer }): void => {
-      clearTimeout(timer);
       stream.pause();
       stream.off('data', onData);
       stream.off('end', onEnd);
+      stream.off('close', onEnd);
       stream.off('error', onEnd);
       if (err) reject(err);
       else resolve(result!);
@@ -96,9 +101,9 @@ function readPacket(stream: Duplex, timeoutMs: number): Promise<{ packet: Buffer
       }
     };
     const onEnd = (): void => done(new SilentClose('client closed during startup'));
-    const timer = setTimeout(() => done(fatal(SqlState.protocolViolation, 'client_login_timeout: startup packet not received in time')), timeoutMs);
     stream.on('data', onData);
     stream.on('end', onEnd);
+    stream.on('close', onEnd);
     stream.on('error', onEnd);
     stream.resume();
   });
@@ -109,26 +114,29 @@ function readPacket(stream: Duplex, timeoutMs: number): Promise<{ packet: Buffer
 // pin a slab for the connection's life; a DataView gets its own 11-byte ArrayBuffer.
 const ALPN_POSTGRESQL = new DataView(Uint8Array.from([10, ...Buffer.from('postgresql', 'latin1')]).buffer);
 
-function upgrade(socket: net.Socket, opts: HandshakeOptions): Promise<tls.TLSSocket> {
-  const { context, minVersion } = opts.tls();
+function upgrade(socket: net.Socket, opts: HandshakeOptions): Promise<{ secure: tls.TLSSocket; endpointHash: Buffer }> {
+  // One look at the provider: the context and its certificate's hash belong together.
+  const { context, minVersion, endpointHash } = opts.tls();
   const secure = new tls.TLSSocket(socket, {
     isServer: true,
     secureContext: context,
     minVersion,
     ALPNProtocols: ALPN_POSTGRESQL,
   } as tls.TLSSocketOptions);
+  opts.onSecure?.(secure);
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => fail(new SilentClose('TLS handshake timed out')), opts.timeoutMs);
     const fail = (err: Error): void => {
-      clearTimeout(timer);
+      secure.off('close', closed);
       secure.destroy();
       reject(err instanceof PgError || err instanceof SilentClose ? err : new SilentClose(`TLS handshake failed: ${err.message}`));
     };
+    const closed = (): void => fail(new SilentClose('client closed during the TLS handshake'));
     secure.once('secure', () => {
-      clearTimeout(timer);
       secure.off('error', fail);
-      resolve(secure);
+      secure.off('close', closed);
+      resolve({ secure, endpointHash });
     });
     secure.once('error', fail);
+    secure.once('close', closed);
   });
 }

@@ -5,16 +5,23 @@ import { isAdminLogin, serveAdminConsole } from '../admin/console.js';
 import { lazyChild, type ConnLogger } from '../log/logger.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { ProxyContext } from '../proxy.js';
+import type { Config } from '../config/index.js';
 import { negotiate, SilentClose } from './handshake.js';
+import { LoginDeadline } from './login-deadline.js';
 import { login, translate, welcome } from './login.js';
-import { PreparedStatements } from './prepared.js';
+import { PreparedStatements, type PreparedLimits } from './prepared.js';
 import { ClientSession } from './session.js';
 
 let nextConn = 1;
 
+/** Accepted connections and where they are: logging in (pre-auth, capped apart) or logged in. */
 export class Listener {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  /** Connections not yet logged in (max_pending_logins). */
+  private pendingLogins = 0;
+  /** Logged-in clients and admin consoles (max_client_conn). */
+  private loggedIn = 0;
 
   constructor(private readonly proxy: ProxyContext) {
     this.server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
@@ -41,28 +48,50 @@ export class Listener {
 
   private accept(socket: net.Socket): void {
     const conn = nextConn++;
+    const { config } = this.proxy;
     const log = lazyChild(this.proxy.log, { conn, client_addr: socket.remoteAddress });
     socket.on('error', (err) => log.debug({ err: err.message }, 'client socket error'));
-    if (this.sockets.size >= this.proxy.config.max_client_conn) {
-      // Refused before reading anything: a plaintext ErrorResponse, as PgBouncer does.
-      socket.end(fatal(SqlState.tooManyConnections, 'no more connections allowed (max_client_conn)').toBuffer());
-      socket.resume(); // read to EOF so that the close completes
-      setTimeout(() => socket.destroy(), 1000).unref();
-      return;
-    }
+    if (this.loggedIn >= config.max_client_conn) return refuse(socket, 'no more connections allowed (max_client_conn)');
+    // Strangers have their own, smaller budget: slow or half-open logins never take a logged-in client's slot.
+    if (this.pendingLogins >= pendingLoginCap(config)) return refuse(socket, 'too many connections are logging in (max_pending_logins)');
+    if (config.tcp_keepalive) socket.setKeepAlive(true, config.tcp_keepidle * 1000);
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-    this.serve(socket, log, conn).catch((err) => log.error({ err: (err as Error).message }, 'unexpected error serving a client'));
+    this.pendingLogins++;
+    let stage: 'login' | 'in' | 'gone' = 'login';
+    const leaveLogin = (to: 'in' | 'gone'): void => {
+      if (stage === 'login') this.pendingLogins--;
+      else if (stage === 'in' && to === 'gone') this.loggedIn--;
+      stage = to;
+    };
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      leaveLogin('gone');
+    });
+    const deadline = new LoginDeadline(config.client_login_timeout * 1000, () => log.info('client_login_timeout: login not completed in time'));
+    deadline.track(socket);
+    deadline.speaks(socket);
+    this.serve(socket, log, conn, deadline, () => {
+      if (this.loggedIn >= config.max_client_conn) return false;
+      leaveLogin('in');
+      this.loggedIn++;
+      return true;
+    })
+      .catch((err) => log.error({ err: (err as Error).stack }, 'unexpected error serving a client'))
+      .finally(() => deadline.clear());
   }
 
-  private async serve(socket: net.Socket, log: ConnLogger, conn: number): Promise<void> {
+  /** @param admit takes a logged-in slot (max_client_conn); false when none is left */
+  private async serve(socket: net.Socket, log: ConnLogger, conn: number, deadline: LoginDeadline, admit: () => boolean): Promise<void> {
     const proxy = this.proxy;
     let stream: import('node:stream').Duplex = socket;
     try {
       const negotiated = await negotiate(socket, {
         sslmode: proxy.config.client_tls_sslmode,
         tls: () => proxy.tls.tls,
-        timeoutMs: proxy.config.client_login_timeout * 1000 || 60_000,
+        onSecure: (secure) => {
+          deadline.track(secure);
+          deadline.speaks(null); // mid-handshake: no message can be read
+        },
       });
       if (negotiated.kind === 'cancel') {
         proxy.cancels.forward(negotiated.processId, negotiated.secretKey);
@@ -70,21 +99,28 @@ export class Listener {
         return;
       }
       stream = negotiated.socket;
+      deadline.speaks(stream);
       if (isAdminLogin(negotiated)) {
-        await serveAdminConsole(proxy, negotiated, log);
+        await serveAdminConsole(proxy, negotiated, log, { onLoggedIn: () => loggedInOrThrow(deadline, admit) });
         return;
       }
       const session = await login(proxy, negotiated, log);
-      const { frames, framer } = session.frames.detach();
-      framer.setMaxLength(proxy.config.max_packet_size);
       const { mode, pool, server } = session;
+      if (deadline.expired || stream.destroyed || !admit()) {
+        // Too late, or no room: the login's server goes back untouched.
+        pool.release(server, false);
+        if (!deadline.expired && !stream.destroyed) throw fatal(SqlState.tooManyConnections, 'no more connections allowed (max_client_conn)');
+        return;
+      }
+      deadline.clear();
       const pooled = mode !== 'session';
-      const client = new ClientSession(stream, framer, pool, pooled ? null : server, session.params, {
+      const client = new ClientSession(stream, pool, pooled ? null : server, session.params, {
         log: session.log,
         mode,
         resetOnRelease: !pooled || proxy.config.server_reset_query_always,
-        prepared: pooled && proxy.config.max_prepared_statements > 0 ? new PreparedStatements() : null,
+        prepared: pooled && proxy.config.max_prepared_statements > 0 ? new PreparedStatements(preparedLimits(proxy.config)) : null,
         parameters: proxy.parameters,
+        maxMessage: proxy.config.max_packet_size,
         id: conn,
         connectedAt: Date.now(),
         timeouts: {
@@ -95,17 +131,20 @@ export class Listener {
         onEnd: () => {
           proxy.cancels.unregister(keys.processId);
           proxy.clients.delete(client);
+          pool.clientLeft();
         },
       });
+      pool.clientJoined();
       proxy.clients.add(client);
       const keys = proxy.cancels.register(client);
       welcome(stream, server, keys);
       // Transaction and statement pooling: the login's server goes back until the first query.
       if (pooled) pool.release(server, proxy.config.server_reset_query_always);
       session.log.debug({ tls: negotiated.tls !== null }, 'client logged in');
-      client.start(frames);
+      client.start(session.pending);
     } catch (err) {
       const e = translate(err);
+      if (deadline.expired) return; // already told, and closed
       if (e instanceof PgError) {
         log.info({ code: e.code, err: e.message }, 'client login refused');
         if (stream.writable) stream.end(e.toBuffer());
@@ -116,4 +155,26 @@ export class Listener {
       }
     }
   }
+}
+
+/** Refused before reading anything: a plaintext ErrorResponse, as PgBouncer does for max_client_conn. */
+function refuse(socket: net.Socket, message: string): void {
+  socket.end(fatal(SqlState.tooManyConnections, message).toBuffer());
+  socket.resume(); // read to EOF so that the close completes
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+/** max_pending_logins, or by default half of max_client_conn. */
+export function pendingLoginCap(config: Pick<Config, 'max_pending_logins' | 'max_client_conn'>): number {
+  return config.max_pending_logins > 0 ? config.max_pending_logins : Math.max(1, Math.ceil(config.max_client_conn / 2));
+}
+
+function loggedInOrThrow(deadline: LoginDeadline, admit: () => boolean): void {
+  if (deadline.expired) throw new SilentClose('login deadline passed');
+  if (!admit()) throw fatal(SqlState.tooManyConnections, 'no more connections allowed (max_client_conn)');
+  deadline.clear();
+}
+
+function preparedLimits(config: Config): PreparedLimits {
+  return { maxStatements: config.max_client_prepared_statements, maxBytes: config.max_client_prepared_bytes };
 }

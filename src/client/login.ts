@@ -4,11 +4,13 @@
 import type { Duplex } from 'node:stream';
 import { AuthQueryError } from '../auth/auth-query.js';
 import { authenticateClient } from '../auth/client-auth.js';
+import { clientAddress } from '../auth/throttle.js';
 import { parseVerifier } from '../auth/verifier.js';
 import type { PoolMode } from '../config/index.js';
 import { lazyChild, type ConnLogger } from '../log/logger.js';
 import * as backend from '../protocol/backend.js';
 import { ConnectionClosedError, FrameQueue, FrameTimeoutError } from '../protocol/frame-queue.js';
+import { FrameLengthError, FrameTooLargeError } from '../protocol/framer.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { Pool } from '../pool/pool.js';
 import { poolSettings } from '../pool/settings.js';
@@ -25,7 +27,8 @@ const LOGIN_MAX_MESSAGE = 16 * 1024;
 export interface LoggedIn {
   mode: PoolMode;
   socket: Duplex;
-  frames: FrameQueue;
+  /** Bytes the client sent after the login's last message, in order, for the relay. */
+  pending: Buffer;
   pool: Pool;
   server: ServerConnection;
   params: Map<string, string>;
@@ -75,7 +78,7 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Conn
     else if (!server.closed) pool.discard(server);
     throw translate(err);
   }
-  return { mode, socket, frames, pool, server, params, log };
+  return { mode, socket, pending: frames.detach(), pool, server, params, log };
 }
 
 /** What a StartupMessage asks for, once it passed the checks every login goes through. */
@@ -116,11 +119,14 @@ export function checkStartup(proxy: ProxyContext, startup: Startup, baseLog: Con
  * upstream login needs and the client's frame queue.
  */
 export async function authenticate(proxy: ProxyContext, startup: Startup, user: string, database: string, target: Route, log: ConnLogger): Promise<{ frames: FrameQueue; credentials: ServerCredentials }> {
-  const { config } = proxy;
   const { socket } = startup;
+  // Before any lookup: a throttled address costs nothing upstream.
+  const address = clientAddress(socket);
+  const throttled = address === null ? null : proxy.authThrottle.refusal(address, database);
+  if (throttled) throw throttled;
   const write = (buf: Buffer): void => void socket.write(buf);
   const frames = new FrameQueue(socket, LOGIN_MAX_MESSAGE, startup.rest);
-  const timeoutMs = config.client_login_timeout * 1000 || 60_000;
+  const timeoutMs = 0; // the login deadline (login-deadline.ts) bounds the whole exchange
   const authTarget = { host: target.host, port: target.port, dbname: target.authDbname };
   let password: string | null;
   try {
@@ -128,6 +134,9 @@ export async function authenticate(proxy: ProxyContext, startup: Startup, user: 
   } catch (err) {
     if (err instanceof AuthQueryError && err.kind === 'no_database' && target.authDbname === target.dbname) {
       throw fatal(SqlState.invalidCatalogName, `database "${database}" does not exist`);
+    }
+    if (err instanceof AuthQueryError && err.kind === 'busy') {
+      throw fatal(SqlState.tooManyConnections, 'too many logins in progress', { detail: 'pg-ingress is looking up as many users as auth_max_concurrent_lookups allows', hint: 'try again in a moment' });
     }
     if (err instanceof AuthQueryError && err.kind === 'unreachable') {
       throw fatal(SqlState.connectionFailure, `could not connect to the database server for "${database}"`, { detail: 'pg-ingress could not reach the upstream server to look up the user' });
@@ -141,10 +150,14 @@ export async function authenticate(proxy: ProxyContext, startup: Startup, user: 
 
   let credentials: ServerCredentials;
   try {
-    const channelBinding = startup.tls ? proxy.tls.tls.endpointHash : null;
+    const channelBinding = startup.endpointHash; // the certificate this handshake used, even if it rotated since
     credentials = await authenticateClient({ write, frames, timeoutMs }, user, verifier, channelBinding);
   } catch (err) {
-    if (err instanceof PgError && err.code === SqlState.invalidPassword) proxy.authQuery.forget(authTarget, user);
+    if (err instanceof PgError && err.code === SqlState.invalidPassword) {
+      proxy.authQuery.forget(authTarget, user);
+      if (address !== null) proxy.authThrottle.recordFailure(address, database);
+    }
+    if (err instanceof FrameTooLargeError || err instanceof FrameLengthError) throw fatal(SqlState.protocolViolation, `invalid message during authentication: ${err.message}`);
     throw translate(err);
   }
   write(backend.authenticationOk());

@@ -1,30 +1,50 @@
 // A logged-in client relaying to servers from its pool.
 //
-// States (the `server` field and `waiting`):
-//   idle     no server; the next message makes it acquire one (transaction/statement mode)
-//   waiting  acquiring a server; the framer holds the client's messages meanwhile
-//   active   a server is attached; frames go upstream, answers come back
-//   ended    the client left or was thrown out; the server went back to the pool or was closed
-// Session mode stays active from login to the end. Transaction mode releases
-// the server at ReadyForQuery 'I' with nothing outstanding; statement mode
-// releases after every statement and refuses transaction blocks.
+// States (one field, changed only by move(), which also pauses or resumes the socket):
+//   idle       no server (transaction/statement pooling): the next message takes or waits for one
+//   waiting    waiting for a server, or for its parameters to be set; input held
+//   active     a server is attached; frames go upstream, answers come back
+//   held       attached, input held until the server answers more (a COPY not yet
+//              confirmed, or too much outstanding): see protocol/outstanding.ts
+//   throttled  attached, input paused until the server's socket drains
+//   ended      left or thrown out; its server went back to the pool or was closed
+// Session mode stays attached from login to the end. Transaction mode releases
+// the server when it owes nothing and is idle (releaseIfDone, the one place
+// that decides); statement mode also refuses transaction blocks.
+//
+// Every byte from the client, first delivery or replay of held frames, passes
+// through deliver(): whatever goes wrong there ends this client with an
+// ErrorResponse and leaves every other client alone.
 //
 // Hot path: client chunks are framed only to find boundaries (and the few
 // messages pooling rewrites); contiguous frames go upstream in one write.
 import type { Duplex } from 'node:stream';
 import type { PoolMode } from '../config/index.js';
 import type { ConnLogger } from '../log/logger.js';
-import type { Framer, FrameSink } from '../protocol/framer.js';
+import { FrameBatch } from '../protocol/frame-batch.js';
+import { Framer, FrameLengthError, FrameTooLargeError, type FrameSink } from '../protocol/framer.js';
+import { MalformedMessageError } from '../protocol/frontend.js';
+import { Admit } from '../protocol/outstanding.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { Cancellable } from '../pool/cancel.js';
 import type { Pool } from '../pool/pool.js';
-import type { ServerConnection, ServerOwner } from '../pool/server.js';
+import { PipelinedIntoCopyError, ServerProtocolError, type ServerConnection, type ServerOwner } from '../pool/server.js';
 import type { PoolCounters } from '../stats/counters.js';
 import { parametersAgree, parameterSync, type ParameterPolicy } from './parameters.js';
 import type { PreparedStatements } from './prepared.js';
 import { translate } from './login.js';
 
 const TERMINATE = 0x58; // 'X'
+const COPY_DATA = 0x64; // 'd'
+
+export const enum ClientState {
+  Idle,
+  Waiting,
+  Active,
+  Held,
+  Throttled,
+  Ended,
+}
 
 /** Client-side timeouts in milliseconds, 0 = off (PgBouncer's names). */
 export interface ClientTimeouts {
@@ -42,6 +62,8 @@ export interface SessionEnv {
   /** Statement renaming for transaction/statement pooling; null to pass statements through. */
   prepared: PreparedStatements | null;
   parameters: ParameterPolicy;
+  /** The largest client message assembled (max_packet_size); CopyData in a COPY streams through unassembled. */
+  maxMessage: number;
   /** Connection number (as in the logs) and login time, for SHOW CLIENTS. */
   id: number;
   connectedAt: number;
@@ -49,16 +71,12 @@ export interface SessionEnv {
 }
 
 export class ClientSession implements FrameSink, ServerOwner, Cancellable {
+  private state: ClientState;
   private server: ServerConnection | null;
-  private waiting = false;
-  private chunk: Buffer | null = null;
-  /** The server corked while this chunk's rewritten messages are written (see sendRewritten). */
-  private corked: ServerConnection | null = null;
-  private runStart = 0;
-  private runEnd = 0;
-  private ended = false;
-  /** The client is paused because its server's socket is full. */
-  private blockedByServer = false;
+  private readonly framer: Framer;
+  private readonly batch = new FrameBatch();
+  /** Inside a streamed CopyData: its later pieces follow the first. */
+  private midStream = false;
   // For the janitor: when the client last did anything, since when a query has run, since when it idles in a transaction.
   private lastActivity = Date.now();
   private busySince = 0;
@@ -68,12 +86,12 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private queryStart = 0;
   private xactStart = 0;
   private waitStart = 0;
-  private readonly onData = (chunk: Buffer): void => this.fromClient(chunk);
+  private readonly onData = (chunk: Buffer): void => this.deliver(chunk);
   private readonly onClientDrain = (): void => this.server?.resume();
+  private readonly onGone = (): void => this.end(null);
 
   constructor(
     private readonly socket: Duplex,
-    private readonly framer: Framer,
     readonly pool: Pool,
     server: ServerConnection | null,
     /** Tracked parameter values of this client (updated from ParameterStatus). */
@@ -81,19 +99,22 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     private readonly env: SessionEnv,
   ) {
     this.server = server;
+    this.state = server ? ClientState.Active : ClientState.Idle;
     this.stats = pool.stats;
+    // Only CopyData inside a COPY streams: everything else is small or must be read whole to be rewritten.
+    this.framer = new Framer(env.maxMessage, (type) => type === COPY_DATA && this.server !== null && this.server.outstanding.copyIn);
   }
 
-  /** Starts relaying; `pending` are whole frames the client sent during login. */
-  start(pending: Buffer[]): void {
-    if (this.server) this.attach(this.server);
+  /** Starts relaying; `pending` is what the client sent during login, in order. */
+  start(pending: Buffer): void {
+    if (this.server) this.server.attach(this);
     this.socket.on('drain', this.onClientDrain);
     this.socket.on('data', this.onData);
-    this.socket.on('end', () => this.end(null));
-    this.socket.on('close', () => this.end(null));
-    this.socket.on('error', () => this.end(null));
-    for (const raw of pending) this.fromClient(raw);
-    this.socket.resume();
+    this.socket.on('end', this.onGone);
+    this.socket.on('close', this.onGone);
+    this.socket.on('error', this.onGone);
+    if (pending.length > 0) this.deliver(pending);
+    if (this.state !== ClientState.Ended) this.socket.resume();
   }
 
   currentServer(): ServerConnection | null {
@@ -106,7 +127,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   }
 
   get isWaiting(): boolean {
-    return this.waiting;
+    return this.state === ClientState.Waiting;
   }
 
   get lastRequestAt(): number {
@@ -121,196 +142,206 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     return this.env.connectedAt;
   }
 
+  // --- the one place a state changes
+
+  private move(to: ClientState): void {
+    const from = this.state;
+    if (from === ClientState.Ended) return;
+    this.state = to;
+    const paused = to === ClientState.Waiting || to === ClientState.Held || to === ClientState.Throttled || to === ClientState.Ended;
+    const wasPaused = from === ClientState.Waiting || from === ClientState.Held || from === ClientState.Throttled;
+    if (paused && !wasPaused) this.socket.pause();
+    else if (!paused && wasPaused) this.socket.resume();
+  }
+
   // --- client → server
 
-  private fromClient(chunk: Buffer): void {
-    if (this.ended) return;
-    this.lastActivity = Date.now();
-    this.stats.bytesReceived += chunk.length;
-    this.chunk = chunk;
-    this.runStart = this.runEnd = 0;
+  /**
+   * The guarded entry point for client bytes: a chunk just received, or (null)
+   * the frames held back until now. Nothing thrown here leaves this client.
+   */
+  private deliver(chunk: Buffer | null): void {
+    if (this.state === ClientState.Ended) return;
     try {
-      this.framer.push(chunk, this);
-      this.flush();
+      const bytes = chunk ?? this.framer.takeHeld();
+      if (bytes === null) return;
+      if (chunk) {
+        this.lastActivity = Date.now();
+        this.stats.bytesReceived += chunk.length;
+      }
+      this.batch.begin(bytes);
+      this.framer.push(bytes, this);
+      this.batch.finish();
+      this.afterInput();
     } catch (err) {
-      this.flush();
-      this.fail(err instanceof PgError ? err : fatal(SqlState.protocolViolation, (err as Error).message));
-    } finally {
-      this.uncorkServer();
+      this.abandonBatch();
+      this.fail(clientError(err, this.env.log));
     }
-    this.chunk = null;
   }
 
   onFrame(type: number, buf: Buffer, start: number, end: number): boolean {
-    if (this.ended) return false;
-    if (type === TERMINATE) {
-      this.flush();
-      this.end(null);
+    switch (this.state) {
+      case ClientState.Ended:
+        return false;
+      case ClientState.Waiting:
+      case ClientState.Held:
+        return false; // not yet: replayed when the wait is over
+      case ClientState.Idle:
+        if (type === TERMINATE) return this.terminate();
+        if (!this.attachIdleServer()) {
+          this.batch.flush();
+          if ((this.state as ClientState) !== ClientState.Waiting) this.acquire(); // attachIdleServer may have started the slow path
+          return false; // this frame and the rest wait for a server
+        }
+        break;
+      default:
+        if (type === TERMINATE) return this.terminate();
+    }
+    const server = this.server!;
+    const out = server.outstanding;
+    const admit = out.admit(type, end - start);
+    if (admit === Admit.Hold) {
+      this.batch.flush();
+      this.move(ClientState.Held);
       return false;
     }
-    let server = this.server;
-    if (!server) {
-      server = this.attachIdleServer();
-      if (!server) {
-        // Hold this frame and the rest until a server is attached.
-        this.flush();
-        this.acquire();
-        return false;
-      }
+    if (admit === Admit.Violation) throw violation(type, out.copyIn);
+    if (admit === Admit.Drop) return true;
+    const wasBusy = out.syncPoints > 0;
+    const rewritten = admit === Admit.Forward && this.env.prepared !== null && this.env.prepared.rewrite(type, buf, start, end, server, this.sendRewritten);
+    if (!rewritten) {
+      if (admit === Admit.Forward) out.sent(type);
+      this.batch.add(server, buf, start, end);
     }
-    const rewritten = this.env.prepared !== null && this.env.prepared.rewrite(type, buf, start, end, server, this.sendRewritten);
-    const wasBusy = server.pendingReady > 0;
-    server.noteClientMessage(type);
-    if (!wasBusy && server.pendingReady > 0) {
+    if (!wasBusy && out.syncPoints > 0) {
       this.busySince = this.lastActivity;
       this.idleInTransactionSince = 0;
       this.queryStarted();
     }
-    if (rewritten) return true; // sent already, through sendRewritten
-    if (buf === this.chunk && start === this.runEnd && this.runEnd > this.runStart) {
-      this.runEnd = end; // contiguous with the run: one write later
-    } else if (buf === this.chunk) {
-      this.flush();
-      this.runStart = start;
-      this.runEnd = end;
-    } else {
-      this.flush(); // a frame assembled across chunks: its own buffer
-      this.toServer(buf.subarray(start, end));
-    }
     return true;
   }
 
-  /**
-   * What PreparedStatements sends in place of a frame: after the run before it, in order.
-   * The server is corked until the chunk is done, so that a rewritten Bind and the
-   * Execute/Sync after it still reach the server in one write (one wakeup of the backend).
-   */
+  onFramePart(_type: number, buf: Buffer, start: number, end: number, last: boolean): void {
+    // Only CopyData during a COPY streams (see the framer's rule): the first piece decides, the rest follow.
+    const server = this.server;
+    if (!this.midStream && server) server.outstanding.admit(COPY_DATA, 0);
+    this.midStream = !last;
+    if (server && this.state !== ClientState.Ended) this.batch.add(server, buf, start, end);
+  }
+
+  /** What PreparedStatements sends in place of a frame: recorded as sent, and written after the run before it. */
   private readonly sendRewritten = (b: Buffer): void => {
-    this.flush();
-    if (this.corked === null && this.server) {
-      this.corked = this.server;
-      this.corked.cork();
-    }
-    this.toServer(b);
+    const server = this.server!;
+    server.outstanding.sent(b[0]!);
+    this.batch.addOwn(server, b);
   };
 
-  private uncorkServer(): void {
-    if (this.corked === null) return;
-    const server = this.corked;
-    this.corked = null;
-    server.uncork();
+  /** After a chunk: a server that owes nothing goes back; a full server socket pauses the client. */
+  private afterInput(): void {
+    if (this.releaseIfDone()) return;
+    if (this.state === ClientState.Active && this.server?.stream.writableNeedDrain) this.move(ClientState.Throttled);
   }
 
-  private flush(): void {
-    if (this.runEnd > this.runStart && this.chunk) {
-      const whole = this.runStart === 0 && this.runEnd === this.chunk.length;
-      this.toServer(whole ? this.chunk : this.chunk.subarray(this.runStart, this.runEnd));
+  /** After an error mid-chunk: write what was batched (its server is closed if it owes answers). */
+  private abandonBatch(): void {
+    try {
+      this.batch.finish();
+    } catch {
+      // the server socket is gone: nothing to finish
     }
-    this.runStart = this.runEnd = 0;
   }
 
-  private toServer(buf: Buffer): void {
-    const server = this.server;
-    if (!server || server.closed) return;
-    if (!server.write(buf)) {
-      this.blockedByServer = true;
-      this.socket.pause();
-    }
+  private terminate(): false {
+    this.batch.flush();
+    this.end(null);
+    return false;
   }
 
   /** The fast path: an idle server whose parameters already agree, attached at once. */
-  private attachIdleServer(): ServerConnection | null {
+  private attachIdleServer(): boolean {
     const server = this.pool.takeIdleNow();
-    if (!server) return null;
+    if (!server) return false;
     if (!parametersAgree(this.env.parameters, this.params, server)) {
       // Its parameters need a round trip first: the slow path, with this server.
-      this.flush();
-      this.waiting = true;
-      this.socket.pause();
-      void this.onAcquired(server);
-      return null;
+      this.move(ClientState.Waiting);
+      this.onAcquired(server);
+      return false;
     }
     this.attach(server);
-    return server;
+    return true;
   }
 
   private acquire(): void {
-    if (this.waiting) return;
-    this.waiting = true;
+    this.move(ClientState.Waiting);
     this.waitStart = performance.now();
-    this.socket.pause();
     this.pool.acquire().then(
       (server) => this.onAcquired(server),
-      (err: unknown) => {
-        this.waiting = false;
-        this.fail(translate(err) as PgError);
-      },
+      (err: unknown) => this.fail(translate(err) as PgError),
     );
   }
 
-  private async onAcquired(server: ServerConnection): Promise<void> {
-    if (this.ended) {
+  /** A server for the waiting client: set its parameters, attach it, replay the held frames. Never throws. */
+  private onAcquired(server: ServerConnection): void {
+    if (this.state === ClientState.Ended) {
       this.pool.release(server, false);
       return;
     }
-    try {
-      const sync = parameterSync(this.env.parameters, this.params, server);
-      if (sync.sql) await server.runInternal(sync.sql);
-      sync.done();
-    } catch (err) {
-      this.waiting = false;
-      this.pool.discard(server);
-      this.fail(translate(err) as PgError);
-      return;
-    }
-    this.waiting = false;
-    if (this.waitStart > 0) {
-      this.stats.waitTimeMs += performance.now() - this.waitStart;
-      this.waitStart = 0;
-    }
-    if (this.ended) {
-      this.pool.release(server, false);
-      return;
-    }
-    this.attach(server);
-    try {
-      this.framer.resume(this);
-      this.flush();
-    } finally {
-      this.uncorkServer();
-    }
-    this.chunk = null;
-    if (!this.ended) this.socket.resume();
+    const sync = parameterSync(this.env.parameters, this.params, server);
+    const ready = sync.sql ? server.runInternal(sync.sql) : Promise.resolve();
+    ready.then(
+      () => {
+        sync.done();
+        if (this.waitStart > 0) {
+          this.stats.waitTimeMs += performance.now() - this.waitStart;
+          this.waitStart = 0;
+        }
+        if (this.state === ClientState.Ended) {
+          this.pool.release(server, false);
+          return;
+        }
+        this.attach(server);
+        this.deliver(null);
+      },
+      (err: unknown) => {
+        this.pool.discard(server);
+        this.fail(translate(err) as PgError);
+      },
+    );
   }
 
   private attach(server: ServerConnection): void {
     this.stats.serverAssignmentCount++;
     this.server = server;
     server.attach(this);
+    this.move(ClientState.Active);
   }
 
-  private detach(): ServerConnection | null {
+  /**
+   * The one decision to give a server back (transaction and statement pooling):
+   * it owes nothing and is idle. Returns true when it was released.
+   */
+  private releaseIfDone(): boolean {
     const server = this.server;
+    if (!server || this.env.mode === 'session' || !server.isClean) return false;
+    if (this.state !== ClientState.Active && this.state !== ClientState.Throttled) return false;
     this.server = null;
-    server?.resume();
-    // Its drain would now go to another owner: do not stay paused waiting for it.
-    if (this.blockedByServer) this.onServerDrain();
-    return server;
+    server.resume();
+    this.move(ClientState.Idle);
+    this.pool.release(server, this.env.resetOnRelease);
+    return true;
   }
 
-  // --- server → client
+  // --- server → client (each entry guarded: a fault ends this client only)
 
   onServerData(chunk: Buffer): void {
-    if (this.ended) return;
+    if (this.state === ClientState.Ended) return;
     this.stats.bytesSent += chunk.length;
     if (!this.socket.write(chunk)) this.server?.pause();
   }
 
   /** The server took all we wrote: read from the client again. */
   onServerDrain(): void {
-    if (!this.blockedByServer) return;
-    this.blockedByServer = false;
-    if (!this.ended && !this.waiting) this.socket.resume();
+    if (this.state === ClientState.Throttled) this.move(ClientState.Active);
   }
 
   onServerParameter(name: string, value: string): void {
@@ -318,30 +349,42 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     if (this.env.parameters.canonical(name) === name) this.params.set(name, value);
   }
 
-  onServerReady(): void {
+  onServerStatementsCleared(): void {
+    this.env.prepared?.forgetAll();
+  }
+
+  onServerAnswered(ready: boolean): void {
     const server = this.server;
-    if (!server || this.ended) return;
-    if (server.pendingReady === 0) {
-      this.busySince = 0;
-      this.lastActivity = Date.now();
-      this.idleInTransactionSince = server.status === 'I' ? 0 : this.lastActivity;
-      this.queryEnded(server.status);
+    if (!server || this.state === ClientState.Ended) return;
+    try {
+      if (ready && server.pendingReady === 0) {
+        this.busySince = 0;
+        this.lastActivity = Date.now();
+        this.idleInTransactionSince = server.status === 'I' ? 0 : this.lastActivity;
+        this.queryEnded(server.status);
+        if (this.env.mode === 'statement' && server.status !== 'I') {
+          this.fail(fatal(SqlState.featureNotSupported, 'transaction blocks not allowed in statement pooling mode', { hint: 'use pool_mode transaction or session for this database or user' }));
+          return;
+        }
+      }
+      if (this.state === ClientState.Held) {
+        this.move(ClientState.Active);
+        this.deliver(null); // may hold again
+        return;
+      }
+      if (ready) this.releaseIfDone();
+    } catch (err) {
+      this.fail(clientError(err, this.env.log));
     }
-    if (this.env.mode === 'session') return;
-    if (this.env.mode === 'statement' && server.status !== 'I') {
-      this.fail(fatal(SqlState.featureNotSupported, 'transaction blocks not allowed in statement pooling mode', { hint: 'use pool_mode transaction or session for this database or user' }));
-      return;
-    }
-    if (!server.isClean) return;
-    this.detach();
-    this.pool.release(server, this.env.resetOnRelease);
   }
 
   onServerClosed(err: Error | null): void {
     this.server = null;
-    if (this.ended) return;
+    if (this.state === ClientState.Ended) return;
     // The server's own FATAL, if it sent one, has been relayed already.
-    this.fail(err ? fatal(SqlState.connectionFailure, 'server closed the connection unexpectedly') : null);
+    if (err instanceof PipelinedIntoCopyError) this.fail(fatal(SqlState.protocolViolation, 'messages were sent behind COPY FROM STDIN before the server asked for the data', { hint: 'wait for CopyInResponse before sending anything else' }));
+    else if (err instanceof ServerProtocolError) this.fail(fatal(SqlState.connectionFailure, 'the server sent a message pg-ingress cannot relay; the server connection was closed'));
+    else this.fail(err ? fatal(SqlState.connectionFailure, 'server closed the connection unexpectedly') : null);
   }
 
   // --- SHOW STATS, measured where PgBouncer measures: at the edges of queries and transactions
@@ -370,7 +413,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   // --- timeouts (called by the janitor)
 
   tick(now: number): void {
-    if (this.ended || this.waiting) return;
+    if (this.state === ClientState.Ended || this.state === ClientState.Waiting) return;
     const t = this.env.timeouts;
     if (t.queryTimeoutMs > 0 && this.busySince > 0 && now - this.busySince > t.queryTimeoutMs) {
       this.fail(fatal(SqlState.queryCanceled, 'query_timeout: query ran longer than query_timeout', { hint: 'raise query_timeout, or set a server-side statement_timeout below it' }));
@@ -384,24 +427,43 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   // --- the end
 
   private fail(err: PgError | null): void {
-    if (this.ended) return;
+    if (this.state === ClientState.Ended) return;
     if (err && this.socket.writable) this.socket.write(err.toBuffer());
     this.end(err);
   }
 
   private end(err: Error | null): void {
-    if (this.ended) return;
-    this.ended = true;
+    if (this.state === ClientState.Ended) return;
+    this.move(ClientState.Ended);
     this.socket.off('data', this.onData);
     this.socket.off('drain', this.onClientDrain);
-    const server = this.detach();
+    const server = this.server;
+    this.server = null;
     if (server) {
+      server.resume();
       server.attach(null);
-      // A server left mid-transaction or mid-query is closed by release(), never pooled dirty.
+      // A server left mid-transaction, mid-query or mid-COPY is closed by release(), never pooled dirty.
       this.pool.release(server, this.env.resetOnRelease);
     }
     if (err) this.env.log.debug({ err: err.message }, 'client session ended with an error');
     this.socket.end();
     this.env.onEnd();
   }
+}
+
+/** A protocol violation the client committed, named as PostgreSQL names it. */
+function violation(type: number, inCopy: boolean): PgError {
+  const name = `0x${type.toString(16).padStart(2, '0')}`;
+  return inCopy
+    ? fatal(SqlState.protocolViolation, `unexpected message type ${name} during COPY from stdin`)
+    : fatal(SqlState.protocolViolation, `invalid frontend message type ${name}`);
+}
+
+/** What the client is told when handling its bytes failed; a fault of ours is logged as one. */
+function clientError(err: unknown, log: ConnLogger): PgError {
+  if (err instanceof PgError) return err;
+  if (err instanceof FrameLengthError || err instanceof FrameTooLargeError) return fatal(SqlState.protocolViolation, err.message);
+  if (err instanceof MalformedMessageError) return fatal(SqlState.protocolViolation, err.message);
+  log.error({ err: (err as Error)?.stack ?? String(err) }, 'internal error relaying a client; this client was disconnected');
+  return fatal(SqlState.internalError, 'internal error in pg-ingress; the connection was closed');
 }

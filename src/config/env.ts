@@ -47,6 +47,8 @@ export const BITNAMI_VARS: ReadonlyArray<readonly [env: string, key: string]> = 
   ['PGBOUNCER_QUERY_WAIT_TIMEOUT', 'query_wait_timeout'],
   ['PGBOUNCER_CLIENT_IDLE_TIMEOUT', 'client_idle_timeout'],
   ['PGBOUNCER_CLIENT_LOGIN_TIMEOUT', 'client_login_timeout'],
+  ['PGBOUNCER_TCP_KEEPALIVE', 'tcp_keepalive'],
+  ['PGBOUNCER_TCP_KEEPIDLE', 'tcp_keepidle'],
   ['PGBOUNCER_IDLE_TRANSACTION_TIMEOUT', 'idle_transaction_timeout'],
   ['PGBOUNCER_MAX_PREPARED_STATEMENTS', 'max_prepared_statements'],
   ['PGBOUNCER_IGNORE_STARTUP_PARAMETERS', 'ignore_startup_parameters'],
@@ -134,7 +136,10 @@ export function bitnamiLayer(env: Env): Layer {
       entry.dbname = got.POSTGRESQL_DATABASE?.value ?? name;
       if (got.POSTGRESQL_DATABASE) sources[pathKey('databases', name, 'dbname')] = got.POSTGRESQL_DATABASE.source;
     }
-    if (isYes(env.PGBOUNCER_SET_DATABASE_USER)) entry.user = pgUser;
+    if (isYes(env.PGBOUNCER_SET_DATABASE_USER)) {
+      entry.user = pgUser; // refused at load, naming this variable: pg-ingress has no forced server user
+      sources[pathKey('databases', name, 'user')] = 'PGBOUNCER_SET_DATABASE_USER';
+    }
     addDatabase(name, entry, got.PGBOUNCER_DATABASE?.source ?? 'PGBOUNCER_DATABASE');
   }
 

@@ -14,7 +14,7 @@ export interface DatabaseEntry {
   host: string; // may contain '{db}'
   port: number; // default 5432
   dbname: string | null; // null => the requested database name
-  user: string | null; // forced server user (pgbouncer's user=), null => client's user
+  user: null; // PgBouncer's forced server user: refused at load (NO_FORCED_LOGIN), so always the client's own
   pool_mode: PoolMode | null; // null => global/user setting
   pool_size: number | null; // null => default_pool_size
   auth_dbname: string | null; // null => global auth_dbname
@@ -38,6 +38,11 @@ export interface Config {
   auth_query: string;
   auth_dbname: string | null;
   auth_cache_ttl: number;
+  auth_cache_size: number;
+  auth_max_concurrent_lookups: number;
+  auth_failure_limit: number; // 0 = no throttling
+  auth_failure_window: number;
+  auth_failure_block: number;
   allow_superuser: boolean;
   pool_mode: PoolMode;
   default_pool_size: number;
@@ -59,6 +64,9 @@ export interface Config {
   query_wait_timeout: number;
   client_idle_timeout: number;
   client_login_timeout: number;
+  max_pending_logins: number; // 0 = half of max_client_conn
+  tcp_keepalive: boolean;
+  tcp_keepidle: number;
   idle_transaction_timeout: number;
   max_prepared_statements: number;
   max_client_prepared_statements: number;
@@ -290,6 +298,11 @@ export const configSchema = z
     auth_query: str().default('SELECT username, password FROM pgbouncer.get_auth($1)'),
     auth_dbname: optStr().default(null),
     auth_cache_ttl: seconds().default(10),
+    auth_cache_size: int(1).default(10_000),
+    auth_max_concurrent_lookups: int(1).default(16),
+    auth_failure_limit: int(0).default(10),
+    auth_failure_window: seconds().default(60),
+    auth_failure_block: seconds().default(60),
     allow_superuser: bool().default(false),
     pool_mode: oneOf(POOL_MODES).default('session'),
     default_pool_size: int(1).default(20),
@@ -311,6 +324,9 @@ export const configSchema = z
     query_wait_timeout: seconds().default(120),
     client_idle_timeout: seconds().default(0),
     client_login_timeout: seconds().default(60),
+    max_pending_logins: int(0).default(0),
+    tcp_keepalive: bool().default(true),
+    tcp_keepidle: seconds().default(0),
     idle_transaction_timeout: seconds().default(0),
     max_prepared_statements: int(0).default(200),
     max_client_prepared_statements: int(1).default(1000),

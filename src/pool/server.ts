@@ -1,11 +1,19 @@
 // One upstream connection to PostgreSQL ("server", as in PgBouncer): connects,
 // logs in, then relays raw chunks to whichever client owns it while watching
-// only what pooling needs: ReadyForQuery status, ParameterStatus, and whether a
-// request is still outstanding.
+// only what pooling needs: ReadyForQuery status, ParameterStatus, and exactly
+// which answers it still owes (protocol/outstanding.ts).
+//
+// States (one field, changed only by move()):
+//   ready     logged in, nobody attached, nothing of ours running: the pool's to give
+//   owned     attached to a client, whose bytes it relays
+//   internal  running a query of our own (reset, check, parameters); results swallowed
+//   closed    gone or going; never handed out again
 import net from 'node:net';
 import { serialize } from 'pg-protocol';
+import { FrameBatch } from '../protocol/frame-batch.js';
 import { Framer, type FrameSink } from '../protocol/framer.js';
 import { FrameQueue, FrameTimeoutError } from '../protocol/frame-queue.js';
+import { Outstanding } from '../protocol/outstanding.js';
 import { decodeErrorFields, serverLogin, ServerLoginError, type ServerCredentials } from './server-login.js';
 import { Answer, ServerStatements } from './server-statements.js';
 
@@ -24,8 +32,10 @@ export interface ServerOwner {
   onServerParameter?(name: string, value: string): void;
   /** The server's socket took everything written to it (backpressure released). */
   onServerDrain?(): void;
-  /** A chunk carried ReadyForQuery (after it was forwarded): the owner may release the server. */
-  onServerReady?(): void;
+  /** A chunk carried answers (after it was forwarded): the owner may release the server or go on with held input. */
+  onServerAnswered?(ready: boolean): void;
+  /** The server confirmed DEALLOCATE ALL or DISCARD ALL: every prepared statement on it is gone. */
+  onServerStatementsCleared?(): void;
   /** The connection is gone (closed by the server, the network, or us). */
   onServerClosed(err: Error | null): void;
 }
@@ -33,15 +43,29 @@ export interface ServerOwner {
 /** The server could not be reached at all. */
 export class ServerConnectError extends Error {}
 
+/** The server sent what this proxy cannot relay safely; the connection is closed. */
+export class ServerProtocolError extends Error {}
+
+/** The client sent messages behind a COPY FROM STDIN before the COPY began (refused: see protocol/outstanding.ts). */
+export class PipelinedIntoCopyError extends Error {}
+
+export const enum ServerState {
+  Ready,
+  Owned,
+  Internal,
+  Closed,
+}
+
 const Z = 0x5a;
 const S = 0x53;
 const E = 0x45;
+const C = 0x43;
 const PARSE_COMPLETE = 0x31;
 const CLOSE_COMPLETE = 0x33;
-/** The server messages pooling opens; all others pass through, streamed when large. */
-const INSPECTED = new Set([Z, S, E, PARSE_COMPLETE, CLOSE_COMPLETE]);
-/** The server is trusted; streamed messages cost no memory whatever their size. */
-const SERVER_MAX_MESSAGE = 0x7fffffff;
+/** Server messages assembled whole to be read; all others stream through, whatever their size. */
+const READ_WHOLE = new Set([Z, S, C, PARSE_COMPLETE, CLOSE_COMPLETE]);
+/** The largest server message assembled (ParameterStatus, CommandComplete, our own query's errors). */
+export const SERVER_MAX_ASSEMBLED = 1 << 20;
 
 let nextId = 1;
 
@@ -61,35 +85,31 @@ export class ServerConnection implements FrameSink {
   readonly secretKey: number;
   /** Transaction status from the last ReadyForQuery: I idle, T in transaction, E failed transaction. */
   status = 'I';
-  /** ReadyForQuery messages still expected (one per Query, Sync or FunctionCall sent). */
-  pendingReady = 0;
-  /** Extended-protocol messages sent since the last Sync. */
-  unsynced = false;
-  /** Sync points (Query, Sync, FunctionCall) sent, and ReadyForQuery received: batch numbers. */
-  sentBatches = 0;
-  doneBatches = 0;
-  closed = false;
+  /** What it still owes, message by message. */
+  readonly outstanding = new Outstanding();
   /** CancelRequests sent for this server whose cancel connection has not closed yet (the pool holds it aside meanwhile). */
   cancelsInFlight = 0;
   /** Renamed prepared statements this server holds (transaction pooling). */
   readonly statements: ServerStatements;
+  private state = ServerState.Ready;
 
   private owner: ServerOwner | null = null;
   private readonly framer: Framer;
   private internal: { resolve: () => void; reject: (e: Error) => void; error: Error | null } | null = null;
   private paramEvents: [string, string][] = [];
-  // The chunk being relayed and the run of its frames not yet handed to the owner.
-  private chunk: Buffer | null = null;
-  private runStart = 0;
-  private runEnd = 0;
+  private readonly batch = new FrameBatch();
+  private readonly toOwner = { write: (b: Buffer): void => this.owner?.onServerData(b) };
+  private answered = false;
   private sawReady = false;
+  private statementsCleared = false;
+  /** Inside a streamed frame: its later pieces settle nothing. */
+  private midStream = false;
 
   private constructor(
     readonly address: ServerAddress,
     private readonly socket: net.Socket,
     login: { params: Map<string, string>; processId: number; secretKey: number },
-    framer: Framer,
-    leftovers: Buffer[],
+    leftovers: Buffer,
     maxPrepared: number,
   ) {
     this.statements = new ServerStatements(maxPrepared);
@@ -97,33 +117,33 @@ export class ServerConnection implements FrameSink {
     this.initialParams = new Map(login.params);
     this.processId = login.processId;
     this.secretKey = login.secretKey;
-    // After login the server's messages stream through; only what pooling reads is ever assembled.
-    this.framer = framer.buffered === 0 ? new Framer(SERVER_MAX_MESSAGE, (type) => !INSPECTED.has(type)) : framer;
+    // After login the server's messages stream through; only what pooling reads is assembled, and that is bounded.
+    this.framer = new Framer(SERVER_MAX_ASSEMBLED, (type) => !READ_WHOLE.has(type) && !(type === E && this.state === ServerState.Internal));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.owner?.onServerDrain?.()); // one listener for the server's life, whoever owns it
     socket.on('error', () => undefined); // 'close' follows and carries the consequence
     socket.on('close', () => this.onClose());
-    for (const raw of leftovers) this.onData(raw);
+    if (leftovers.length > 0) this.onData(leftovers);
   }
 
   /** Opens a TCP connection and logs in; resolves at the first ReadyForQuery. */
-  static async connect(address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, maxPrepared = 0): Promise<ServerConnection> {
+  static async connect(address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, maxPrepared = 0, keepAlive: KeepAlive = DEFAULT_KEEPALIVE): Promise<ServerConnection> {
     const socket = net.connect({ host: address.host, port: address.port });
     socket.setNoDelay(true);
-    socket.setKeepAlive(true, 60_000);
+    if (keepAlive.enabled) socket.setKeepAlive(true, keepAlive.idleMs);
     const timer = setTimeout(() => socket.destroy(new ServerConnectError(`timed out after ${timeoutMs} ms connecting to ${address.host}:${address.port}`)), timeoutMs);
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('connect', resolve);
         socket.once('error', (err) => reject(err instanceof ServerConnectError ? err : new ServerConnectError(`could not connect to ${address.host}:${address.port}: ${err.message}`)));
       });
-      const frames = new FrameQueue(socket, 1 << 20);
+      const frames = new FrameQueue(socket, SERVER_MAX_ASSEMBLED);
       const startup = { user: address.user, database: address.dbname };
       const login = await serverLogin((b) => socket.write(b), frames, startup, credentials, timeoutMs);
-      const { frames: leftovers, framer } = frames.detach();
+      const leftovers = frames.detach();
       socket.removeAllListeners('error');
       socket.removeAllListeners('connect');
-      return new ServerConnection(address, socket, login, framer, leftovers, maxPrepared);
+      return new ServerConnection(address, socket, login, leftovers, maxPrepared);
     } catch (err) {
       socket.destroy();
       if (err instanceof ServerLoginError || err instanceof ServerConnectError) throw err;
@@ -134,14 +154,34 @@ export class ServerConnection implements FrameSink {
     }
   }
 
-  /** True when the server can be handed to another client as is. */
+  get closed(): boolean {
+    return this.state === ServerState.Closed;
+  }
+
+  /** ReadyForQuery messages still owed (Query, Sync and FunctionCall sent and not yet answered). */
+  get pendingReady(): number {
+    return this.outstanding.syncPoints;
+  }
+
+  /** Sync points written so far: the batch number of the next message (ServerStatements). */
+  get sentBatches(): number {
+    return this.outstanding.syncSent;
+  }
+
+  /**
+   * The one answer to "may this server go to someone else now?": open, nothing
+   * of ours running, idle outside a transaction, owing nothing (no answer, no
+   * open COPY, no unsynced extended message), and no hidden statement answer due.
+   */
   get isClean(): boolean {
-    return !this.closed && this.status === 'I' && this.pendingReady === 0 && !this.unsynced && this.internal === null && this.statements.idle;
+    return (this.state === ServerState.Ready || this.state === ServerState.Owned) && this.status === 'I' && this.outstanding.settled && this.statements.idle;
   }
 
   attach(owner: ServerOwner | null): void {
+    if (this.state === ServerState.Closed) return;
     this.owner = owner;
     this.lastUsedAt = Date.now();
+    if (this.state !== ServerState.Internal) this.move(owner ? ServerState.Owned : ServerState.Ready);
   }
 
   /** Writes client bytes; returns false when the socket buffer is full (backpressure). */
@@ -158,36 +198,14 @@ export class ServerConnection implements FrameSink {
     this.socket.uncork();
   }
 
-  /** Records what the client sent so that cleanliness can be judged. */
-  noteClientMessage(type: number): void {
-    switch (type) {
-      case 0x51: // Q Query
-      case 0x46: // F FunctionCall
-        this.pendingReady++;
-        this.sentBatches++;
-        break;
-      case 0x53: // S Sync
-        this.pendingReady++;
-        this.sentBatches++;
-        this.unsynced = false;
-        break;
-      case 0x50: // P Parse
-      case 0x42: // B Bind
-      case 0x45: // E Execute
-      case 0x44: // D Describe
-      case 0x43: // C Close
-        this.unsynced = true;
-        break;
-    }
-  }
-
   /** Runs a query of our own (reset, SET), swallowing its results; rejects with the server's error. */
   runInternal(sql: string): Promise<void> {
-    if (this.closed) return Promise.reject(new ServerConnectError('server connection is closed'));
+    if (this.state === ServerState.Closed) return Promise.reject(new ServerConnectError('server connection is closed'));
+    if (this.state === ServerState.Internal) return Promise.reject(new ServerProtocolError('a query of our own is already running'));
     return new Promise((resolve, reject) => {
       this.internal = { resolve, reject, error: null };
-      this.pendingReady++;
-      this.sentBatches++;
+      this.move(ServerState.Internal);
+      this.outstanding.sent(0x51);
       this.socket.write(serialize.query(sql));
     });
   }
@@ -207,28 +225,24 @@ export class ServerConnection implements FrameSink {
 
   /** Closes politely (Terminate) and for good. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.state === ServerState.Closed) return;
+    this.move(ServerState.Closed);
     if (this.socket.writable) this.socket.end(serialize.end());
     this.socket.destroySoon();
     setTimeout(() => this.socket.destroy(), 1000).unref();
   }
 
   onFrame(type: number, buf: Buffer, start: number, end: number): void {
-    const internal = this.internal !== null;
+    if (!this.settle(type)) return;
+    const internal = this.state === ServerState.Internal;
     let answer = Answer.Forward;
     switch (type) {
       case Z:
+        if (end - start !== 6) return this.refuse(new ServerProtocolError('malformed ReadyForQuery from the server'));
         this.status = String.fromCharCode(buf[start + 5]!);
-        if (this.pendingReady > 0) this.pendingReady--;
-        this.doneBatches++;
-        this.statements.onReady(this.doneBatches);
-        if (internal && this.pendingReady === 0) {
-          const { resolve, reject, error } = this.internal!;
-          this.internal = null;
-          if (error) reject(error);
-          else resolve();
-        } else if (!internal) this.sawReady = true;
+        this.statements.onReady(this.outstanding.syncDone);
+        if (internal && this.outstanding.syncPoints === 0) this.finishInternal();
+        else if (!internal) this.sawReady = true;
         break;
       case S: {
         const nameEnd = buf.indexOf(0, start + 5);
@@ -239,8 +253,15 @@ export class ServerConnection implements FrameSink {
         if (!internal) this.paramEvents.push([name, value]);
         break;
       }
+      case C:
+        if (isDeallocateAll(buf, start, end)) {
+          this.statements.clear();
+          this.statementsCleared = true;
+        }
+        break;
       case E:
-        if (internal) {
+        // Assembled only while our own query runs (see the framer's pass-through rule).
+        if (internal && this.internal!.error === null) {
           const fields = decodeErrorFields(buf.subarray(start + 5, end));
           this.internal!.error = new ServerLoginError(fields.get('M') ?? 'query failed', fields);
         }
@@ -253,73 +274,118 @@ export class ServerConnection implements FrameSink {
         break;
     }
     if (internal || answer === Answer.Swallow) {
-      this.flushRun(); // our own query's results and hidden answers stop here
+      this.batch.flush(); // our own query's results and hidden answers stop here
       return;
     }
     if (answer === Answer.PatchToParseComplete) buf[start] = PARSE_COMPLETE; // same length: patched in place
     this.forward(buf, start, end);
   }
 
-  onFramePart(_type: number, buf: Buffer, start: number, end: number): void {
-    if (this.internal === null) this.forward(buf, start, end);
+  onFramePart(type: number, buf: Buffer, start: number, end: number, last: boolean): void {
+    // The first piece starts the frame: that is when it settles what it answers.
+    const first = !this.midStream;
+    this.midStream = !last;
+    if (first && !this.settle(type)) return;
+    if (this.state !== ServerState.Internal) this.forward(buf, start, end);
   }
 
-  /** Adds bytes to the run handed to the owner in one piece; bytes not in the chunk go at once. */
+  /** Feeds one server message type to the answer model; false when the connection had to be refused. */
+  private settle(type: number): boolean {
+    if (this.state === ServerState.Closed) return false;
+    if (!this.outstanding.received(type)) {
+      this.refuse(new PipelinedIntoCopyError('messages were sent behind a COPY FROM STDIN before the server started it'));
+      return false;
+    }
+    this.answered = true;
+    return true;
+  }
+
   private forward(buf: Buffer, start: number, end: number): void {
-    if (buf === this.chunk && start === this.runEnd && this.runEnd > this.runStart) {
-      this.runEnd = end;
-    } else {
-      this.flushRun();
-      if (buf === this.chunk) {
-        this.runStart = start;
-        this.runEnd = end;
-      } else {
-        this.owner?.onServerData(buf.subarray(start, end)); // assembled, or the copied header of a streamed frame
-      }
+    if (this.owner === null) {
+      // Unsolicited bytes on a server nobody owns (a FATAL before shutdown): it cannot be reused.
+      if (this.outstanding.length === 0) this.close();
+      return;
     }
-  }
-
-  private flushRun(): void {
-    const chunk = this.chunk;
-    if (chunk && this.runEnd > this.runStart) {
-      const whole = this.runStart === 0 && this.runEnd === chunk.length;
-      const owner = this.owner;
-      if (owner) owner.onServerData(whole ? chunk : chunk.subarray(this.runStart, this.runEnd));
-      else if (this.pendingReady === 0) this.close(); // unsolicited bytes on an idle server (e.g. a FATAL before shutdown)
-    }
-    this.runStart = this.runEnd = 0;
+    this.batch.add(this.toOwner, buf, start, end);
   }
 
   private onData(chunk: Buffer): void {
-    this.chunk = chunk;
-    this.runStart = this.runEnd = 0;
-    this.sawReady = false;
+    this.batch.begin(chunk);
+    this.answered = this.sawReady = this.statementsCleared = false;
     try {
       this.framer.push(chunk, this);
     } catch (err) {
-      this.socket.destroy(err as Error);
+      // A bad length or an oversized message from the server: this connection is unusable.
+      this.batch.finish();
+      this.refuse(new ServerProtocolError(`server sent an unusable message: ${(err as Error).message}`));
       return;
     }
-    this.flushRun();
-    this.chunk = null;
+    this.batch.finish();
     const owner = this.owner;
-    if (owner && this.paramEvents.length > 0 && owner.onServerParameter) {
+    if (owner === null) {
+      this.paramEvents.length = 0;
+      return;
+    }
+    if (this.paramEvents.length > 0 && owner.onServerParameter) {
       for (const [name, value] of this.paramEvents) owner.onServerParameter(name, value);
     }
     this.paramEvents.length = 0;
-    if (this.sawReady) owner?.onServerReady?.();
+    if (this.statementsCleared) owner.onServerStatementsCleared?.();
+    if (this.answered) owner.onServerAnswered?.(this.sawReady);
+  }
+
+  private finishInternal(): void {
+    const { resolve, reject, error } = this.internal!;
+    this.internal = null;
+    this.move(this.owner ? ServerState.Owned : ServerState.Ready);
+    if (error) reject(error);
+    else resolve();
+  }
+
+  /** Ends the connection because of what was relayed; the owner hears it through onServerClosed. */
+  private refuse(err: Error): void {
+    if (this.state === ServerState.Closed) return;
+    this.fault = err;
+    this.move(ServerState.Closed);
+    this.socket.destroy();
+  }
+
+  private fault: Error | null = null;
+
+  private move(to: ServerState): void {
+    this.state = to;
   }
 
   private onClose(): void {
-    const wasClosed = this.closed;
-    this.closed = true;
+    const wasClosed = this.state === ServerState.Closed && this.fault === null;
+    this.move(ServerState.Closed);
+    this.outstanding.clear();
     if (this.internal) {
       const { reject } = this.internal;
       this.internal = null;
-      reject(new ServerConnectError('server closed the connection'));
+      reject(this.fault ?? new ServerConnectError('server closed the connection'));
     }
     const owner = this.owner;
     this.owner = null;
-    owner?.onServerClosed(wasClosed ? null : new ServerConnectError('server closed the connection unexpectedly'));
+    owner?.onServerClosed(this.fault ?? (wasClosed ? null : new ServerConnectError('server closed the connection unexpectedly')));
   }
+}
+
+export interface KeepAlive {
+  enabled: boolean;
+  /** Idle time before the first probe; 0 = the operating system's default. */
+  idleMs: number;
+}
+
+const DEFAULT_KEEPALIVE: KeepAlive = { enabled: true, idleMs: 60_000 };
+
+const DEALLOCATE_ALL = Buffer.from('DEALLOCATE ALL\0', 'latin1');
+const DISCARD_ALL = Buffer.from('DISCARD ALL\0', 'latin1');
+
+/** CommandComplete of DEALLOCATE ALL or DISCARD ALL: compared as bytes, no string per message. */
+function isDeallocateAll(buf: Buffer, start: number, end: number): boolean {
+  const length = end - start - 5;
+  if (buf[start + 5] !== 0x44) return false; // 'D'
+  const tag = length === DEALLOCATE_ALL.length ? DEALLOCATE_ALL : length === DISCARD_ALL.length ? DISCARD_ALL : null;
+  return tag !== null && buf.compare(tag, 0, tag.length, start + 5, end) === 0;
 }

@@ -1,6 +1,9 @@
 // Promise-style reading of whole frames from a socket, for the login phases
 // (client authentication, server login) where a few round trips happen once.
 // After login the owner detaches it and switches to the event-driven relay.
+// Before login every byte is a stranger's: frames not yet asked for are kept up
+// to one message's worth, then the socket is paused (backpressure), so what a
+// client sends ahead never grows memory.
 import type { Duplex } from 'node:stream';
 import { Framer, type FrameSink } from './framer.js';
 
@@ -25,13 +28,16 @@ export class FrameQueue implements FrameSink {
   private readonly frames: Frame[] = [];
   private waiter: { resolve: (f: Frame) => void; reject: (e: Error) => void; timer: NodeJS.Timeout | null } | null = null;
   private failure: Error | null = null;
+  /** Bytes of the frames received but not yet read. */
+  private queuedBytes = 0;
+  private pausedByUs = false;
   private readonly onData = (chunk: Buffer): void => this.push(chunk);
   private readonly onEnd = (): void => this.fail(new ConnectionClosedError());
   private readonly onError = (err: Error): void => this.fail(err);
 
   constructor(
     private readonly socket: Duplex,
-    maxLength: number,
+    private readonly maxLength: number,
     initial?: Buffer,
   ) {
     this.framer = new Framer(maxLength);
@@ -53,13 +59,25 @@ export class FrameQueue implements FrameSink {
       w.resolve(frame);
     } else {
       this.frames.push(frame);
+      this.queuedBytes += raw.length;
+      if (this.queuedBytes > this.maxLength && !this.pausedByUs) {
+        this.pausedByUs = true;
+        this.socket.pause();
+      }
     }
   }
 
   /** The next frame; rejects on close, error, bad framing or timeout. */
   next(timeoutMs = 0): Promise<Frame> {
     const queued = this.frames.shift();
-    if (queued) return Promise.resolve(queued);
+    if (queued) {
+      this.queuedBytes -= queued.raw.length;
+      if (this.pausedByUs && this.queuedBytes <= this.maxLength) {
+        this.pausedByUs = false;
+        this.socket.resume();
+      }
+      return Promise.resolve(queued);
+    }
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       const timer = timeoutMs > 0 ? setTimeout(() => this.timeout(), timeoutMs) : null;
@@ -68,18 +86,20 @@ export class FrameQueue implements FrameSink {
   }
 
   /**
-   * Stops listening. Returns the frames received but not yet read (raw bytes,
-   * in order) and the framer, which may hold the start of the next frame: the
-   * relay keeps using it so no byte is lost.
+   * Stops listening. Returns every byte received but not yet read, in the order
+   * it arrived: whole frames not yet read, then the start of the next one. The
+   * relay feeds them to its own framer first, so no byte is lost or reordered.
    */
-  detach(): { frames: Buffer[]; framer: Framer } {
+  detach(): Buffer {
     this.socket.off('data', this.onData);
     this.socket.off('end', this.onEnd);
     this.socket.off('close', this.onEnd);
     this.socket.off('error', this.onError);
-    const frames = this.frames.map((f) => f.raw);
+    const parts = this.frames.map((f) => f.raw);
     this.frames.length = 0;
-    return { frames, framer: this.framer };
+    this.queuedBytes = 0;
+    parts.push(this.framer.takeBuffered());
+    return Buffer.concat(parts);
   }
 
   private push(chunk: Buffer): void {

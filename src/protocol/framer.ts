@@ -79,6 +79,20 @@ export class Framer {
   }
 
   /**
+   * Takes the bytes received but not delivered (a partial frame, or frames held
+   * back), in order, and leaves the framer empty. Not while a frame streams.
+   */
+  takeBuffered(): Buffer {
+    if (this.streamLeft > 0) throw new Error('takeBuffered() in the middle of a streamed frame');
+    const parts: Buffer[] = [];
+    if (this.partialFill > 0) parts.push(Buffer.from(this.partial!.subarray(0, this.partialFill)));
+    if (this.paused !== null) parts.push(this.paused);
+    this.resetPartial();
+    this.paused = null;
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /**
    * Feeds one chunk. Delivers every complete frame to `sink` in order.
    * Throws FrameLengthError / FrameTooLargeError on a bad length; the stream is
    * unusable afterwards.
@@ -117,6 +131,13 @@ export class Framer {
       }
     }
     this.scan(chunk, pos, sink);
+  }
+
+  /** Takes the bytes held back by a sink that returned false (from the held frame on), to push() again; null if none. */
+  takeHeld(): Buffer | null {
+    const held = this.paused;
+    this.paused = null;
+    return held;
   }
 
   /** Delivers frames held back by a sink that returned false. */
@@ -165,9 +186,10 @@ export class Framer {
     return (this.headerBytes ??= Buffer.alloc(HEADER));
   }
 
+  // The bound is on what gets assembled: a pass-through frame is never held whole, whatever its size.
   private check(type: number, length: number): void {
     if (length < 4) throw new FrameLengthError(length);
-    if (length > this.maxLength) throw new FrameTooLargeError(type, length, this.maxLength);
+    if (length > this.maxLength && !this.passThrough?.(type)) throw new FrameTooLargeError(type, length, this.maxLength);
   }
 
   private startPartial(chunk: Buffer, pos: number): void {

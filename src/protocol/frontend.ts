@@ -2,14 +2,19 @@
 // prepared statements, which transaction pooling renames per server.
 // https://www.postgresql.org/docs/current/protocol-message-formats.html
 // Offsets are into `buf[start, end)`, a whole frame (type byte and length included).
+// Statement and portal names decode as latin1: one character per byte, so two
+// different byte strings never become one key (UTF-8 decoding would merge invalid bytes).
 
 const BODY = 5;
+
+/** A frontend message whose body does not have the layout its type requires (the client gets 08P01). */
+export class MalformedMessageError extends Error {}
 
 /** Parse: statement name, then query text and parameter types (kept as bytes). */
 export function parseName(buf: Buffer, start: number, end: number): { name: string; rest: Buffer } {
   const nameEnd = buf.indexOf(0, start + BODY);
-  if (nameEnd < 0 || nameEnd >= end) throw new RangeError('malformed Parse message');
-  return { name: buf.toString('utf8', start + BODY, nameEnd), rest: buf.subarray(nameEnd + 1, end) };
+  if (nameEnd < 0 || nameEnd >= end) throw new MalformedMessageError('malformed Parse message');
+  return { name: buf.toString('latin1', start + BODY, nameEnd), rest: buf.subarray(nameEnd + 1, end) };
 }
 
 /** A Parse message for `name` with the query text and parameter types of `rest`. */
@@ -27,10 +32,10 @@ export function buildParse(name: string, rest: Buffer): Buffer {
 /** Bind: portal name, then the statement name. Returns the statement name and where it lies. */
 export function bindStatement(buf: Buffer, start: number, end: number): { name: string; nameStart: number; nameEnd: number } {
   const portalEnd = buf.indexOf(0, start + BODY);
-  if (portalEnd < 0 || portalEnd >= end) throw new RangeError('malformed Bind message');
+  if (portalEnd < 0 || portalEnd >= end) throw new MalformedMessageError('malformed Bind message');
   const nameEnd = buf.indexOf(0, portalEnd + 1);
-  if (nameEnd < 0 || nameEnd >= end) throw new RangeError('malformed Bind message');
-  return { name: buf.toString('utf8', portalEnd + 1, nameEnd), nameStart: portalEnd + 1, nameEnd };
+  if (nameEnd < 0 || nameEnd >= end) throw new MalformedMessageError('malformed Bind message');
+  return { name: buf.toString('latin1', portalEnd + 1, nameEnd), nameStart: portalEnd + 1, nameEnd };
 }
 
 /** Rewrites the cstring at [nameStart, nameEnd) of a frame to `name`, fixing the length. */
@@ -47,11 +52,12 @@ export function replaceName(buf: Buffer, start: number, end: number, nameStart: 
 
 /** Describe and Close: 'S' (statement) or 'P' (portal), then the name. */
 export function targetOf(buf: Buffer, start: number, end: number): { kind: number; name: string; nameStart: number; nameEnd: number } {
+  if (end - start < BODY + 2) throw new MalformedMessageError('malformed Describe/Close message');
   const kind = buf[start + BODY]!;
   const nameStart = start + BODY + 1;
   const nameEnd = buf.indexOf(0, nameStart);
-  if (nameEnd < 0 || nameEnd >= end) throw new RangeError('malformed Describe/Close message');
-  return { kind, name: buf.toString('utf8', nameStart, nameEnd), nameStart, nameEnd };
+  if (nameEnd < 0 || nameEnd >= end) throw new MalformedMessageError('malformed Describe/Close message');
+  return { kind, name: buf.toString('latin1', nameStart, nameEnd), nameStart, nameEnd };
 }
 
 /** Close of a statement: used for evictions, and with a never-used name as a no-op that still answers CloseComplete. */

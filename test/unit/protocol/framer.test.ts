@@ -483,8 +483,16 @@ describe('Framer: pass-through streaming', () => {
     );
   }, 30_000);
 
-  it('still bounds the length of a pass-through frame', () => {
+  it('streams a pass-through frame above the bound (never assembled), and still bounds the assembled types', () => {
     const framer = new Framer(1000, (t) => t === D);
-    expect(() => framer.push(Buffer.concat([Buffer.from('D'), Buffer.from([0, 0, 0x10, 0])]), joiner())).toThrow(FrameTooLargeError);
+    const body = Buffer.alloc(4096 - 4, 7);
+    const big = Buffer.concat([Buffer.from('D'), Buffer.from([0, 0, 0x10, 0]), body]);
+    const pieces: Buffer[] = [];
+    const sink = { onFrame: () => undefined, onFramePart: (_t: number, b: Buffer, s: number, e: number) => void pieces.push(Buffer.from(b.subarray(s, e))) };
+    framer.push(big.subarray(0, 100), sink);
+    framer.push(big.subarray(100), sink);
+    expect(Buffer.concat(pieces).equals(big)).toBe(true);
+    expect(framer.buffered).toBe(0);
+    expect(() => framer.push(Buffer.concat([Buffer.from('Q'), Buffer.from([0, 0, 0x10, 0])]), joiner())).toThrow(FrameTooLargeError);
   });
 });
