@@ -3,6 +3,7 @@
 // the metrics endpoint). Used by the CLI and, in process, by the tests.
 import cluster from 'node:cluster';
 import { AuthQuery } from './auth/auth-query.js';
+import { AuthThrottle } from './auth/throttle.js';
 import { Listener } from './client/listener.js';
 import { ParameterPolicy } from './client/parameters.js';
 import type { ClientSession } from './client/session.js';
@@ -22,6 +23,8 @@ export interface ProxyContext {
   log: Logger;
   tls: TlsContextProvider;
   authQuery: AuthQuery;
+  /** Auth-failure throttling per (client address, database). */
+  authThrottle: AuthThrottle;
   pools: PoolManager;
   cancels: CancelRegistry;
   parameters: ParameterPolicy;
@@ -59,9 +62,15 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
         password: config.auth_password,
         query: config.auth_query,
         cacheTtlMs: config.auth_cache_ttl * 1000,
+        cacheSize: config.auth_cache_size,
+        maxConcurrentLookups: config.auth_max_concurrent_lookups,
         connectTimeoutMs: config.server_connect_timeout * 1000,
       },
       log.child({ component: 'auth_query' }),
+    ),
+    authThrottle: new AuthThrottle(
+      { limit: config.auth_failure_limit, windowMs: config.auth_failure_window * 1000, blockMs: config.auth_failure_block * 1000 },
+      log.child({ component: 'auth_throttle' }),
     ),
     pools: new PoolManager(log, {
       maxDbConnections: config.max_db_connections,

@@ -9,10 +9,19 @@ import type { FrameQueue } from '../protocol/frame-queue.js';
 import { fatal, passwordFailed, SqlState } from '../protocol/pg-error.js';
 import type { ServerCredentials } from '../pool/server-login.js';
 import { md5Check } from './md5.js';
+import { SCRAM_MAX_MESSAGE_LEN } from './scram.js';
 import { ScramServerExchange } from './scram-server.js';
 import type { Verifier } from './verifier.js';
 
 const PASSWORD_MESSAGE = 0x70; // 'p': PasswordMessage, SASLInitialResponse and SASLResponse share it
+
+// Body caps, checked before anything is decoded; a longer message ends the login with 08P01.
+/** SASLInitialResponse: a mechanism name (SCRAM-SHA-256-PLUS is the longest we offer) and NUL, Int32 length, client-first-message. */
+export const SASL_INITIAL_RESPONSE_MAX = 32 + 4 + SCRAM_MAX_MESSAGE_LEN;
+/** SASLResponse: the client-final-message alone. */
+export const SASL_RESPONSE_MAX = SCRAM_MAX_MESSAGE_LEN;
+/** md5 PasswordMessage: "md5" + 32 hex digits + NUL. */
+export const MD5_PASSWORD_MESSAGE_MAX = 36;
 
 export interface ClientAuthIo {
   write(buf: Buffer): void;
@@ -30,13 +39,13 @@ async function scram(io: ClientAuthIo, user: string, verifier: Extract<Verifier,
   const exchange = new ScramServerExchange(verifier, { channelBinding, user });
   io.write(backend.authenticationSasl(exchange.mechanisms()));
 
-  const initial = await passwordMessage(io);
+  const initial = await passwordMessage(io, SASL_INITIAL_RESPONSE_MAX, 'SASLInitialResponse');
   const { mechanism, data } = decodeSaslInitialResponse(initial);
   const first = exchange.clientFirst(mechanism, data);
   if (!first.ok) throw first.reason === 'auth' ? passwordFailed(user) : fatal(SqlState.protocolViolation, first.message);
   io.write(backend.authenticationSaslContinue(first.value));
 
-  const final = exchange.clientFinal(await passwordMessage(io));
+  const final = exchange.clientFinal(await passwordMessage(io, SASL_RESPONSE_MAX, 'SASLResponse'));
   if (!final.ok) throw final.reason === 'auth' ? passwordFailed(user) : fatal(SqlState.protocolViolation, final.message);
   io.write(backend.authenticationSaslFinal(final.value.serverFinal));
   return { kind: 'scram', clientKey: final.value.clientKey, serverKey: verifier!.serverKey };
@@ -45,18 +54,19 @@ async function scram(io: ClientAuthIo, user: string, verifier: Extract<Verifier,
 async function md5(io: ClientAuthIo, user: string, hash: string): Promise<ServerCredentials> {
   const salt = randomBytes(4);
   io.write(backend.authenticationMd5(salt));
-  const body = await passwordMessage(io);
+  const body = await passwordMessage(io, MD5_PASSWORD_MESSAGE_MAX, 'password');
   const end = body.indexOf(0);
   const response = body.toString('utf8', 0, end < 0 ? body.length : end);
   if (!md5Check(hash, salt, response)) throw passwordFailed(user);
   return { kind: 'md5', hash };
 }
 
-async function passwordMessage(io: ClientAuthIo): Promise<Buffer> {
+async function passwordMessage(io: ClientAuthIo, maxBody: number, what: string): Promise<Buffer> {
   const frame = await io.frames.next(io.timeoutMs);
   if (frame.type !== PASSWORD_MESSAGE) {
     throw fatal(SqlState.protocolViolation, `expected password response, got message type ${frame.type}`);
   }
+  if (frame.body.length > maxBody) throw fatal(SqlState.protocolViolation, `${what} message too long (${frame.body.length} bytes, at most ${maxBody})`);
   return frame.body;
 }
 

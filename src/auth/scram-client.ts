@@ -44,6 +44,7 @@ export class ScramClientExchange {
   private readonly nonce: string;
   private readonly clientFirstBare: string;
   private auth: Buffer | null = null;
+  private signatureVerified = false;
 
   constructor(keys: { clientKey: Buffer; serverKey: Buffer }, opts: ScramClientOptions = {}) {
     if (keys.clientKey.length !== SCRAM_KEY_LEN || keys.serverKey.length !== SCRAM_KEY_LEN) {
@@ -55,6 +56,11 @@ export class ScramClientExchange {
     if (!isPrintable(this.nonce)) throw new ScramClientError('client nonce must be printable ASCII without commas');
     // Kept as latin1 (one char per byte) so a UTF-8 user name signs as the bytes we send.
     this.clientFirstBare = Buffer.from(`n=${escapeSaslName(opts.user ?? '')},r=${this.nonce}`, 'utf8').toString('latin1');
+  }
+
+  /** True once serverFinal() checked the server's signature: only then has the server proven it knows the verifier. */
+  get serverVerified(): boolean {
+    return this.signatureVerified;
   }
 
   /** Payload of SASLInitialResponse for mechanism SCRAM-SHA-256. */
@@ -107,6 +113,7 @@ export class ScramClientExchange {
     if (!signature || !constantTimeEqual(signature, expected)) {
       throw new ScramClientError('invalid SCRAM server signature');
     }
+    this.signatureVerified = true;
   }
 
   private advance(from: State, to: State): void {

@@ -6,6 +6,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { CounterValues } from '../stats/counters.js';
 import type { ClusterStats } from '../stats/merge.js';
+import type { ProcessCounterValues } from '../stats/process-counters.js';
 import { VERSION } from '../stats/version.js';
 
 const US = 1e-6;
@@ -43,6 +44,14 @@ const LISTS: ReadonlyArray<[keyof ClusterStats['lists'], string, string]> = [
   ['used_servers', 'pgbouncer_used_servers', 'Count of used servers'],
 ];
 
+/** Counters that belong to no pool; pgbouncer_exporter has no names for them, so they carry ours. */
+const PROCESS: ReadonlyArray<[keyof ProcessCounterValues, string, string]> = [
+  ['auth_failures', 'pg_ingress_auth_failures_total', 'Client logins refused for a wrong password or an unknown user'],
+  ['auth_throttled', 'pg_ingress_auth_throttled_total', 'Client logins refused by auth-failure throttling (auth_failure_limit), before any lookup'],
+  ['auth_lookups_rejected', 'pg_ingress_auth_lookups_rejected_total', 'Client logins refused because auth_max_concurrent_lookups lookups were running and the wait queue was full'],
+  ['uncaught_faults', 'pg_ingress_uncaught_faults_total', 'Exceptions and rejections caught by the last-resort handler (each one is a bug to report)'],
+];
+
 const DB_LABELS = ['name', 'database'] as const;
 const DATABASES: ReadonlyArray<['pool_size' | 'reserve_pool' | 'max_connections' | 'current_connections', string, string]> = [
   ['pool_size', 'pgbouncer_databases_pool_size', 'Maximum number of server connections'],
@@ -67,6 +76,7 @@ export class ExporterMetrics {
   private readonly maxWait = this.gauge('pgbouncer_pools_client_maxwait_seconds', 'Age of oldest unserved client connection, in seconds', ['database', 'user']);
   private readonly lists = LISTS.map(([row, name, help]) => ({ row, metric: this.gauge(name, help) }));
   private readonly databases = DATABASES.map(([column, name, help]) => ({ column, metric: this.gauge(name, help, DB_LABELS) }));
+  private readonly process = PROCESS.map(([column, name, help]) => ({ column, metric: this.counter(name, help, []) }));
 
   /** Replaces every value with those of `stats`; null when no worker answered. */
   update(stats: ClusterStats | null): void {
@@ -89,6 +99,7 @@ export class ExporterMetrics {
     for (const d of stats.databases) {
       for (const { column, metric } of this.databases) metric.set({ name: d.name, database: d.database }, d[column]);
     }
+    for (const { column, metric } of this.process) metric.inc(stats.process[column]);
   }
 
   private gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {

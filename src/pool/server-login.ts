@@ -26,7 +26,26 @@ export interface LoginResult {
   params: Map<string, string>;
   processId: number;
   secretKey: number;
+  /**
+   * Whether the login role is a member of a superuser role, so that SET ROLE
+   * makes it one: answered only when `checkSuperuserMembership` was asked and
+   * is_superuser is off; null when not asked.
+   */
+  superuserMember: boolean | null;
 }
+
+export interface ServerLoginOptions {
+  /** After the first ReadyForQuery, ask whether the role can become a superuser (one extra round trip). */
+  checkSuperuserMembership?: boolean;
+}
+
+/**
+ * Membership in any superuser role, direct or through other roles ('MEMBER'
+ * is the widest test, whatever INHERIT/SET say). Schema-qualified so that the
+ * login role's own search_path cannot substitute pg_has_role.
+ */
+export const SUPERUSER_MEMBERSHIP_QUERY =
+  "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolsuper AND pg_catalog.pg_has_role(CURRENT_USER, r.oid, 'MEMBER'))";
 
 /** Decodes ErrorResponse/NoticeResponse fields (type byte → value). */
 export function decodeErrorFields(body: Buffer): Map<string, string> {
@@ -54,6 +73,7 @@ export async function serverLogin(
   startup: Record<string, string>,
   credentials: ServerCredentials,
   timeoutMs: number,
+  options: ServerLoginOptions = {},
 ): Promise<LoginResult> {
   write(serialize.startup(startup));
   const params = new Map<string, string>();
@@ -75,8 +95,11 @@ export async function serverLogin(
         processId = f.body.readInt32BE(0);
         secretKey = f.body.readInt32BE(4);
         break;
-      case 'Z':
-        return { params, processId, secretKey };
+      case 'Z': {
+        const ask = options.checkSuperuserMembership === true && params.get('is_superuser') !== 'on';
+        const superuserMember = ask ? await querySuperuserMembership(write, frames, timeoutMs) : null;
+        return { params, processId, secretKey, superuserMember };
+      }
       case 'E': {
         const fields = decodeErrorFields(f.body);
         throw new ServerLoginError(fields.get('M') ?? 'login refused', fields);
@@ -90,10 +113,44 @@ export async function serverLogin(
   }
 }
 
+/** Runs SUPERUSER_MEMBERSHIP_QUERY on the fresh connection; resolves at its ReadyForQuery. */
+async function querySuperuserMembership(write: (buf: Buffer) => void, frames: FrameQueue, timeoutMs: number): Promise<boolean> {
+  write(serialize.query(SUPERUSER_MEMBERSHIP_QUERY));
+  let answer: string | null = null;
+  for (;;) {
+    const f = await frames.next(timeoutMs);
+    switch (String.fromCharCode(f.type)) {
+      case 'D': {
+        // DataRow: Int16 column count, then Int32 length and bytes of the one column.
+        if (f.body.length < 6 || f.body.readInt16BE(0) !== 1 || f.body.readInt32BE(2) < 0) throw new ServerLoginError('unexpected answer to the superuser membership check');
+        answer = f.body.toString('utf8', 6, 6 + f.body.readInt32BE(2));
+        break;
+      }
+      case 'Z':
+        if (answer === null) throw new ServerLoginError('no answer to the superuser membership check');
+        return answer === 't';
+      case 'E': {
+        const fields = decodeErrorFields(f.body);
+        throw new ServerLoginError(`superuser membership check failed: ${fields.get('M') ?? 'error'}`, fields);
+      }
+      case 'T': // RowDescription
+      case 'C': // CommandComplete
+      case 'N':
+      case 'S':
+        break;
+      default:
+        throw new ServerLoginError(`unexpected message ${JSON.stringify(String.fromCharCode(f.type))} during the superuser membership check`);
+    }
+  }
+}
+
 function authenticate(body: Buffer, creds: ServerCredentials, scram: ScramClientExchange | null, write: (b: Buffer) => void): ScramClientExchange | null {
   const code = body.readInt32BE(0);
   switch (code) {
     case 0: // AuthenticationOk
+      // Once SCRAM started, only a verified server signature proves the server knows the verifier;
+      // an Ok before it could come from anyone in the path who skipped the proof.
+      if (scram && !scram.serverVerified) throw new ServerLoginError('the server reported AuthenticationOk before a valid SCRAM server signature; refusing the login');
       return scram;
     case 5: {
       if (creds.kind !== 'md5') throw new ServerLoginError(missing('md5', creds));

@@ -2,6 +2,7 @@
 // pools and databases summed by name, counters summed, maxwait the largest,
 // client and server lists concatenated (each row keeps its worker).
 import { addCounters, zeroCounters, type CounterValues } from './counters.js';
+import { addProcessCounters, zeroProcessCounters, type ProcessCounterValues } from './process-counters.js';
 import type { ConnectionRow, DatabaseRow, PoolRow, WorkerSnapshot } from './snapshot.js';
 
 /** SHOW STATS for one database: totals since start and the last stats period's increase. */
@@ -22,6 +23,8 @@ export interface ClusterStats {
   lists: { databases: number; users: number; pools: number; used_clients: number; login_clients: number; used_servers: number };
   /** max_client_conn summed over the workers (each enforces its own); max_user_connections as configured. */
   limits: { max_client_conn: number; max_user_connections: number };
+  /** Failed and throttled logins, refused lookups, uncaught faults: summed over the workers. */
+  process: ProcessCounterValues;
 }
 
 const POOL_SUMS = ['cl_active', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login'] as const satisfies readonly (keyof PoolRow)[];
@@ -33,9 +36,11 @@ export function mergeSnapshots(snapshots: readonly WorkerSnapshot[]): ClusterSta
   const clients: ConnectionRow[] = [];
   const servers: ConnectionRow[] = [];
   let connections = 0;
+  const processTotals = zeroProcessCounters();
   const limits = { max_client_conn: 0, max_user_connections: snapshots[0]?.limits.max_user_connections ?? 0 };
   for (const snap of snapshots) {
     connections += snap.connections;
+    if (snap.process) addProcessCounters(processTotals, snap.process);
     limits.max_client_conn += snap.limits.max_client_conn;
     clients.push(...snap.clients);
     servers.push(...snap.servers);
@@ -80,5 +85,6 @@ export function mergeSnapshots(snapshots: readonly WorkerSnapshot[]): ClusterSta
       used_servers: servers.length + poolRows.reduce((n, p) => n + p.sv_login, 0),
     },
     limits,
+    process: processTotals,
   };
 }

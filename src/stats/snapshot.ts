@@ -7,6 +7,7 @@ import { route } from '../client/router.js';
 import type { Config, PoolMode } from '../config/index.js';
 import type { Pool } from '../pool/pool.js';
 import type { CounterValues } from './counters.js';
+import { processCounterValues, type ProcessCounterValues } from './process-counters.js';
 
 export interface PoolRow {
   database: string;
@@ -84,6 +85,8 @@ export interface WorkerSnapshot {
   connections: number;
   /** Limits each worker enforces on its own. */
   limits: { max_client_conn: number; max_user_connections: number };
+  /** This process's counters that belong to no pool (src/stats/process-counters.ts); takeSnapshot always sets them. */
+  process?: ProcessCounterValues;
 }
 
 export interface SnapshotSource {
@@ -154,7 +157,7 @@ export function takeSnapshot(src: SnapshotSource, now = Date.now()): WorkerSnaps
       });
     }
   }
-  return { worker: src.worker, pid: process.pid, pools: poolRows, databases: databaseRows(src.config, pools), clients, servers, connections: src.connections, limits: { max_client_conn: src.config.max_client_conn, max_user_connections: src.config.max_user_connections } };
+  return { worker: src.worker, pid: process.pid, pools: poolRows, databases: databaseRows(src.config, pools), clients, servers, connections: src.connections, limits: { max_client_conn: src.config.max_client_conn, max_user_connections: src.config.max_user_connections }, process: processCounterValues() };
 }
 
 function clientRow(worker: number, c: ClientSession, serverId: number | null): ConnectionRow {
