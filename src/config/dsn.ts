@@ -7,6 +7,7 @@ export const DSN_KEYS = [
   'host',
   'port',
   'dbname',
+  // PgBouncer's forced server user: parsed so that load.ts can refuse it by name.
   'user',
   'pool_mode',
   'pool_size',
@@ -18,6 +19,10 @@ export const DSN_KEYS = [
 
 export type DsnKey = (typeof DSN_KEYS)[number];
 export type DsnFields = Partial<Record<DsnKey, string>>;
+
+/** Why an entry cannot name the server login (user=, password=): there is no stored password to use. */
+export const NO_FORCED_LOGIN =
+  "pg-ingress logs in upstream as each client's own user with that client's credentials (auth pass-through), so it has no stored password for any other user";
 
 /** A DSN that cannot be parsed. Its message never quotes values (one may be a password). */
 export class DsnError extends Error {
@@ -85,11 +90,6 @@ export function parseDsn(text: string): DsnFields {
 function checkKey(key: string): void {
   if (KNOWN.has(key)) return;
   if (key === '') throw new DsnError('empty key before "="');
-  if (key === 'password') {
-    // Upstream logins reuse the client's own SCRAM keys; a stored password is not used.
-    throw new DsnError(
-      '"password" is not supported: pg-ingress logs in upstream as the client\'s user with that client\'s credentials; remove it',
-    );
-  }
+  if (key === 'password') throw new DsnError(`"password" is not supported: ${NO_FORCED_LOGIN}; remove it`);
   throw new DsnError(`unknown key "${key}"; known keys: ${DSN_KEYS.join(', ')}`);
 }

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { core } from 'zod';
+import { NO_FORCED_LOGIN } from './dsn.js';
 import { bitnamiLayer, pathKey, pgIngressLayer, readValueFile, type Env, type Layer } from './env.js';
 import {
   CONFIG_KEYS,
@@ -130,13 +131,16 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
 
   const dbs: Record<string, DatabaseEntry> = Object.create(null);
-  for (const [name, { auth_user, ...entry }] of Object.entries(databases)) {
+  for (const [name, { auth_user, user, ...entry }] of Object.entries(databases)) {
     if (auth_user !== null && auth_user !== rest.auth_user) {
       problems.push(
         `${sourceOf(['databases', name, 'auth_user'])}: databases.${name}.auth_user: ${JSON.stringify(auth_user)} differs from auth_user ${JSON.stringify(rest.auth_user)}; pg-ingress has one auth_user for all databases`,
       );
     }
-    dbs[name] = { name, ...entry };
+    if (user !== null) {
+      problems.push(`${sourceOf(['databases', name, 'user'])}: databases.${name}.user: a forced server user is not supported: ${NO_FORCED_LOGIN}; remove it`);
+    }
+    dbs[name] = { name, ...entry, user: null };
   }
   const us: Record<string, UserEntry> = Object.create(null);
   for (const [name, entry] of Object.entries(users)) us[name] = { name, ...entry };
@@ -181,6 +185,7 @@ function formatIssue(issue: core.$ZodIssue, raw: Record<string, unknown>, source
         const known = path[0] === 'databases' ? DATABASE_KEYS : USER_KEYS;
         const near = closest(key, known);
         hint = near ? ` (did you mean ${near}?)` : `; known keys: ${known.join(', ')}`;
+        if (path[0] === 'databases' && key === 'password') hint = `: a stored password is not supported: ${NO_FORCED_LOGIN}; remove it`;
       }
       return `${sourceOf(full)}: ${at(full)}: unknown key${hint}`;
     });

@@ -10,11 +10,11 @@ describe('databases', () => {
   test('DSN strings, with libpq quoting', () => {
     const c = load(String.raw`
 databases:
-  app: host=app-rw.db.svc port=5433 dbname=app_prod user=svc pool_mode=transaction pool_size=5 auth_dbname=postgres
+  app: host=app-rw.db.svc port=5433 dbname=app_prod pool_mode=transaction pool_size=5 auth_dbname=postgres
   quoted: "host='my host' dbname='it\\'s'"
 `);
     expect(c.databases.app).toEqual({
-      name: 'app', host: 'app-rw.db.svc', port: 5433, dbname: 'app_prod', user: 'svc',
+      name: 'app', host: 'app-rw.db.svc', port: 5433, dbname: 'app_prod', user: null,
       pool_mode: 'transaction', pool_size: 5, auth_dbname: 'postgres',
     });
     expect(c.databases.quoted).toEqual({ name: 'quoted', host: 'my host', port: 5432, ...nulls, dbname: "it's" });
@@ -70,6 +70,30 @@ databases:
   test('a value that is neither string nor mapping', () => {
     expect(configError(() => load('databases:\n  app: 5\n'))).toMatch(/databases\.app: expected a mapping, got a number/);
     expect(configError(() => load('databases: [a]\n'))).toMatch(/: databases: expected a mapping, got a list/);
+  });
+
+  test("user= (PgBouncer's forced server user) is refused, naming the file and the key, in both forms", () => {
+    const dsn = file('forced.yaml', 'databases:\n  app: host=h dbname=app user=svc\n');
+    const err = configError(() => loadConfig({ file: dsn, env: {} }));
+    expect(err).toBe(
+      `${dsn}: databases.app.user: a forced server user is not supported: pg-ingress logs in upstream as each client's own user with that client's credentials (auth pass-through), so it has no stored password for any other user; remove it`,
+    );
+    const object = file('forced-object.yaml', 'databases:\n  reports:\n    host: h\n    user: svc\n');
+    expect(configError(() => loadConfig({ file: object, env: {} }))).toMatch(
+      new RegExp(`^${object.replaceAll('.', '\\.')}: databases\\.reports\\.user: a forced server user is not supported: .*auth pass-through`),
+    );
+    // The '*' fallback too, and an empty value counts as unset.
+    expect(configError(() => load('databases:\n  "*": host={db}-rw user=svc\n'))).toMatch(/databases\.\*\.user: a forced server user is not supported/);
+    expect(load("databases:\n  app: host=h user=''\n").databases.app?.user).toBeNull();
+  });
+
+  test('password= is refused in both forms with the reason, never quoting the value', () => {
+    const dsn = configError(() => load("databases:\n  app: host=h password='pw-77x'\n"));
+    expect(dsn).toMatch(/databases\.app: "password" is not supported: pg-ingress logs in upstream as each client's own user .*auth pass-through.*; remove it/);
+    expect(dsn).not.toContain('pw-77x');
+    const object = configError(() => load('databases:\n  app: { host: h, password: pw-77x }\n'));
+    expect(object).toMatch(/databases\.app\.password: unknown key: a stored password is not supported: .*auth pass-through/);
+    expect(object).not.toContain('pw-77x');
   });
 
   test('auth_user in a DSN must be the global auth_user', () => {

@@ -43,6 +43,10 @@ describe('parseDsn', () => {
     expect(parseDsn('host={db}-rw.databases.svc')).toEqual({ host: '{db}-rw.databases.svc' });
   });
 
+  test('parses user= so that loading can refuse it by name (see databases.test.ts)', () => {
+    expect(parseDsn('host=h user=svc')).toEqual({ host: 'h', user: 'svc' });
+  });
+
   test('accepts auth_user for pgbouncer.ini compatibility', () => {
     expect(parseDsn('host=h auth_user=pgbouncer')).toEqual({ host: 'h', auth_user: 'pgbouncer' });
   });
@@ -61,7 +65,7 @@ describe('parseDsn', () => {
     } catch (e) {
       message = (e as Error).message;
     }
-    expect(message).toMatch(/"password" is not supported/);
+    expect(message).toMatch(/"password" is not supported: .*auth pass-through/);
     expect(message).not.toContain('s3cr3t');
   });
 

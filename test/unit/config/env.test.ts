@@ -159,12 +159,12 @@ describe('Bitnami PGBOUNCER_* variables', () => {
   test('PGBOUNCER_DSN_0..N split at the first "=" and stop at the first gap', () => {
     const c = fromEnv({
       PGBOUNCER_DSN_0: 'app=host=app-rw port=5433 dbname=app_prod',
-      PGBOUNCER_DSN_1: "*=host={db}-rw user='svc'",
+      PGBOUNCER_DSN_1: "*=host={db}-rw pool_mode='transaction'",
       PGBOUNCER_DSN_3: 'skipped=host=x',
     });
     expect(Object.keys(c.databases).sort()).toEqual(['*', 'app']);
     expect(c.databases.app).toMatchObject({ host: 'app-rw', port: 5433, dbname: 'app_prod' });
-    expect(c.databases['*']).toMatchObject({ host: '{db}-rw', user: 'svc', dbname: null });
+    expect(c.databases['*']).toMatchObject({ host: '{db}-rw', pool_mode: 'transaction', dbname: null });
   });
 
   test('a DSN from a file: PGBOUNCER_DSN_0_FILE', () => {
@@ -202,9 +202,15 @@ describe('Bitnami PGBOUNCER_* variables', () => {
     });
   });
 
-  test('PGBOUNCER_SET_DATABASE_USER=yes forces POSTGRESQL_USERNAME as the server user', () => {
-    const c = fromEnv({ POSTGRESQL_HOST: 'pg', POSTGRESQL_USERNAME: 'app', PGBOUNCER_SET_DATABASE_USER: 'yes' });
-    expect(c.databases.postgres?.user).toBe('app');
+  test('PGBOUNCER_SET_DATABASE_USER=yes (a forced server user) is refused, naming that variable', () => {
+    expect(configError(() => fromEnv({ POSTGRESQL_HOST: 'pg', POSTGRESQL_USERNAME: 'app', PGBOUNCER_SET_DATABASE_USER: 'yes' }))).toMatch(
+      /^PGBOUNCER_SET_DATABASE_USER: databases\.postgres\.user: a forced server user is not supported: .*auth pass-through/,
+    );
+    expect(fromEnv({ POSTGRESQL_HOST: 'pg', POSTGRESQL_USERNAME: 'app', PGBOUNCER_SET_DATABASE_USER: 'no' }).databases.postgres?.user).toBeNull();
+  });
+
+  test('a user= in PGBOUNCER_DSN_n is refused, naming that variable', () => {
+    expect(configError(() => fromEnv({ PGBOUNCER_DSN_0: 'app=host=h user=svc' }))).toMatch(/^PGBOUNCER_DSN_0: databases\.app\.user: a forced server user is not supported/);
   });
 
   test('a bad POSTGRESQL_PORT names that variable', () => {
