@@ -9,6 +9,7 @@ import { runPrimary } from '../workers/primary.js';
 import { workerExecArgv } from '../workers/node-flags.js';
 import { defaultWorkerCount } from '../workers/cpu-budget.js';
 import { currentWorkerId, MAX_WORKER_ID } from '../workers/messages.js';
+import { installSafetyNet } from '../process/safety-net.js';
 
 const USAGE = `usage:
   pg-ingress [--config FILE]          run the proxy (default config: none, env and defaults only)
@@ -61,6 +62,7 @@ export async function main(argv: string[]): Promise<number> {
     return runPrimary(Math.min(workers, MAX_WORKER_ID), createLogger(config.log_level));
   }
   const log = createLogger(config.log_level).child(cluster.isWorker ? { worker: currentWorkerId() } : {});
+  installSafetyNet(log);
   if (config.auth_password === null) log.warn({ auth_user: config.auth_user }, 'no auth_password configured: auth_query will only work if the server trusts auth_user');
   // Loaded here, not at the top: a primary never runs the proxy and stays small without it.
   const { startProxy } = await import('../proxy.js');
