@@ -2,8 +2,9 @@
 // messages cut into 16 KB chunks (as sockets deliver them) goes through the
 // proxy's Framer into a sink that does what ServerConnection's relay does:
 // count frames, track ReadyForQuery status, and coalesce consecutive frames of
-// a chunk into one forwarded slice.
+// a chunk into one forwarded slice with the relay's own FrameBatch.
 import { commandComplete, dataRow, readyForQuery, rowDescription, type FieldDescription } from '../../src/protocol/backend.js';
+import { FrameBatch } from '../../src/protocol/frame-batch.js';
 import { Framer, type FrameSink } from '../../src/protocol/framer.js';
 
 const CHUNK = 16 * 1024;
@@ -38,9 +39,13 @@ class RelaySink implements FrameSink {
   status = 0;
   forwardedBytes = 0;
   forwards = 0;
-  chunk: Buffer | null = null;
-  private runStart = 0;
-  private runEnd = 0;
+  readonly batch = new FrameBatch();
+  private readonly target = {
+    write: (b: Buffer): void => {
+      this.forwards++;
+      this.forwardedBytes += b.length;
+    },
+  };
 
   onFrame(type: number, buf: Buffer, start: number, end: number): void {
     this.frames++;
@@ -48,28 +53,7 @@ class RelaySink implements FrameSink {
       this.status = buf[start + 5]!;
       this.readies++;
     }
-    if (buf === this.chunk && start === this.runEnd && this.runEnd > this.runStart) {
-      this.runEnd = end;
-    } else {
-      this.flush();
-      if (buf === this.chunk) {
-        this.runStart = start;
-        this.runEnd = end;
-      } else {
-        this.forward(buf.subarray(start, end)); // assembled across chunks
-      }
-    }
-  }
-
-  flush(): void {
-    const chunk = this.chunk;
-    if (chunk && this.runEnd > this.runStart) this.forward(this.runStart === 0 && this.runEnd === chunk.length ? chunk : chunk.subarray(this.runStart, this.runEnd));
-    this.runStart = this.runEnd = 0;
-  }
-
-  private forward(b: Buffer): void {
-    this.forwards++;
-    this.forwardedBytes += b.length;
+    this.batch.add(this.target, buf, start, end);
   }
 }
 
@@ -94,11 +78,10 @@ export function runFramerBench(secondsPerScenario: number): FramerResult[] {
     const sink = new RelaySink();
     const pass = (): void => {
       for (const chunk of chunks) {
-        sink.chunk = chunk;
+        sink.batch.begin(chunk);
         framer.push(chunk, sink);
-        sink.flush();
+        sink.batch.finish();
       }
-      sink.chunk = null;
     };
     for (let i = 0; i < 3; i++) pass(); // warm-up (JIT)
     sink.frames = sink.readies = sink.forwardedBytes = 0;
