@@ -47,6 +47,16 @@ export class RawConn {
     this.socket.write(b);
   }
 
+  /** Bytes received and not read yet (a copy). */
+  get pending(): Buffer {
+    return Buffer.from(this.buf);
+  }
+
+  /** Half-closes: sends FIN (TLS: close_notify first), keeps reading. */
+  endWrite(): void {
+    this.socket.end();
+  }
+
   private async until(pred: () => boolean, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (!pred()) {
@@ -135,17 +145,32 @@ export function errorFields(body: Buffer): Record<string, string> {
   return out;
 }
 
+/** Where rawLogin stops: at the first authentication request, after SASLContinue, after AuthenticationOk, or at ReadyForQuery. */
+export type LoginStop = 'auth-request' | 'sasl-continue' | 'auth-ok' | 'ready';
+
+export interface RawLoginOptions {
+  /** More startup parameters (application_name, …). */
+  params?: Record<string, string>;
+  until?: LoginStop;
+  /** SSLRequest and TLS first (default); false logs in in plaintext. */
+  tls?: boolean;
+}
+
 /**
  * Logs in over TLS with SCRAM as a real client would, then hands back the
- * connection after ReadyForQuery: for tests that send hand-made message batches.
+ * connection after ReadyForQuery (or at `opts.until`): for tests that send
+ * hand-made message batches.
  */
-export async function rawLogin(port: number, database: string, user: string, password: string): Promise<RawConn> {
+export async function rawLogin(port: number, database: string, user: string, password: string, opts: RawLoginOptions = {}): Promise<RawConn> {
   const { PasswordClient } = await import('../unit/auth/password-client.js');
+  const until = opts.until ?? 'ready';
   const c = await RawConn.connect(port);
-  c.write(sslRequest());
-  if ((await c.byte()) !== 'S') throw new Error('no TLS');
-  await c.startTls();
-  c.write(startup({ user, database }));
+  if (opts.tls !== false) {
+    c.write(sslRequest());
+    if ((await c.byte()) !== 'S') throw new Error('no TLS');
+    await c.startTls();
+  }
+  c.write(startup({ user, database, ...opts.params }));
   const scram = new PasswordClient(password, { nonce: 'raw-test-nonce-0123456789' });
   for (;;) {
     const m = await c.message();
@@ -154,8 +179,13 @@ export async function rawLogin(port: number, database: string, user: string, pas
     if (m.type === 'Z') return c;
     if (m.type !== 'R') continue;
     const code = m.body.readInt32BE(0);
+    if (until === 'auth-request') return c;
+    if (code === 0 && until === 'auth-ok') return c;
     if (code === 10) c.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.first().toString()));
-    if (code === 11) c.write(serialize.sendSCRAMClientFinalMessage(scram.final(m.body.subarray(4)).toString()));
+    if (code === 11) {
+      if (until === 'sasl-continue') return c;
+      c.write(serialize.sendSCRAMClientFinalMessage(scram.final(m.body.subarray(4)).toString()));
+    }
   }
 }
 
