@@ -6,7 +6,8 @@ import net from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../../src/log/logger.js';
 import { MetricsServer, type MetricsServerOptions } from '../../../src/metrics/server.js';
-import type { StatsCollector } from '../../../src/stats/collector.js';
+import type { Worker } from 'node:cluster';
+import { PrimaryCollector, SNAPSHOT_TIMEOUT_MS, type StatsCollector } from '../../../src/stats/collector.js';
 import { mergeSnapshots, type ClusterStats } from '../../../src/stats/merge.js';
 import type { WorkerSnapshot } from '../../../src/stats/snapshot.js';
 
@@ -157,6 +158,23 @@ describe('scrapes share one collection', () => {
     const text = await (await fetch(url('/metrics'))).text();
     expect(collector.calls).toBe(2);
     expect(text).toContain('pgbouncer_up 0'); // that one hangs too
+  });
+});
+
+describe('a worker that never answers', () => {
+  it("the primary's scrape leaves it out after the snapshot timeout instead of hanging", async () => {
+    // A worker that is connected and takes the request, then never replies.
+    const silent = { isConnected: () => true, send: () => true } as unknown as Worker;
+    server = await start({ collector: new PrimaryCollector(() => [silent]) });
+    const began = performance.now();
+    const res = await fetch(url('/metrics'));
+    const took = performance.now() - began;
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toContain('pgbouncer_up 0');
+    expect(text).toContain('pg_ingress_workers_scraped 0');
+    expect(took).toBeGreaterThanOrEqual(SNAPSHOT_TIMEOUT_MS - 50);
+    expect(took).toBeLessThan(SNAPSHOT_TIMEOUT_MS + 1500);
   });
 });
 
