@@ -22,7 +22,7 @@ export interface MetricsEndpoint {
 
 /** Bounds on what HTTP clients may hold; the defaults suit a Prometheus scraper and kubelet probes. */
 export interface HttpLimits {
-  /** The request line and headers must arrive within this (slowloris). */
+  /** The request line and headers must arrive within this (slowloris); Node wants it <= requestTimeoutMs. */
   headersTimeoutMs: number;
   /** The whole request, body included, must arrive within this. */
   requestTimeoutMs: number;
@@ -68,6 +68,7 @@ export class MetricsServer {
   private rendering: Promise<Rendered> | null = null;
   /** The collection in flight; kept past a missed deadline so a hung collector is never called twice. */
   private collecting: Promise<ClusterStats> | null = null;
+  /** Requests for /metrics not answered yet. */
   private waiting = 0;
 
   private constructor(
