@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { until } from './poll.js';
 import { freePort } from './postgres.js';
 import { testEnv } from './proxy.js';
 
@@ -21,8 +22,8 @@ export interface CliProxy {
 
 /**
  * Starts the CLI with the `yaml` lines added to the base config (`yaml` gets the config's
- * directory, for files the config names) and waits up to 10 s until `ready(output)`; the
- * caller asserts on the output.
+ * directory, for files the config names) and waits up to 10 s until `ready(output)`, else
+ * kills it and throws with its output.
  */
 export async function startCliProxy(opts: {
   yaml: (dir: string) => string[];
@@ -49,7 +50,19 @@ export async function startCliProxy(opts: {
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  for (let i = 0; i < 100 && !opts.ready(out); i++) await new Promise((r) => setTimeout(r, 100));
+  try {
+    await until(
+      'the CLI ready',
+      () => {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the CLI exited (${child.exitCode ?? child.signalCode}) before it was ready`);
+        return opts.ready(out);
+      },
+      { timeoutMs: 10_000, intervalMs: 50 },
+    );
+  } catch (err) {
+    child.kill('SIGTERM'); // the primary stops its workers
+    throw new Error(`${(err as Error).message}; its output:\n${out}`);
+  }
   return {
     port,
     child,

@@ -9,6 +9,7 @@ import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { BIN, listeningCount, startCliProxy } from '../harness/cli.js';
+import { activeQueries, until } from '../harness/poll.js';
 import { USERS } from '../harness/postgres.js';
 import { conninfo, pgOptions, psql, testEnv } from '../harness/proxy.js';
 
@@ -53,10 +54,11 @@ describe('pg-ingress command', () => {
       }
       const workersSeen = new Set(clients.map((c) => (c as unknown as { processID: number }).processID >>> 24));
       expect([...workersSeen].sort()).toEqual([1, 2]);
-      for (const c of clients) {
+      for (const [i, c] of clients.entries()) {
         const started = Date.now();
-        const q = c.query('SELECT pg_sleep(10)');
-        await new Promise((r) => setTimeout(r, 200));
+        const text = `SELECT pg_sleep(10) AS cli_cancel_${i}`; // its own text: other files share the cluster and user
+        const q = c.query(text);
+        await until(`client ${i}'s query running`, async () => (await activeQueries(testEnv().cluster, USERS.scram.name, text)) === 1);
         const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
         const cancel = Buffer.alloc(16);
         cancel.writeInt32BE(16, 0);

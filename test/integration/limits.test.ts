@@ -7,6 +7,7 @@ import type { RunningProxy } from '../../src/proxy.js';
 import { initSql } from '../../src/cli/init-sql.js';
 import { adminSql, USERS } from '../harness/postgres.js';
 import { connectError, pgOptions, startTestProxy, testEnv, withClient } from '../harness/proxy.js';
+import { activeQueries, until, waitingClients } from '../harness/poll.js';
 import { errorFields, RawConn } from '../harness/raw.js';
 
 const LIMITS = { name: 'limits_user', password: 'limits-secret-pw' };
@@ -26,8 +27,6 @@ afterEach(async () => {
   proxy = null;
 });
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 async function start(overrides: Record<string, unknown>): Promise<RunningProxy> {
   const { cluster } = testEnv();
   const at = `host=${cluster.host} port=${cluster.port}`;
@@ -45,14 +44,14 @@ const connect = async (db = 'app1', who = LIMITS): Promise<pg.Client> => {
 const pid = async (c: pg.Client): Promise<number> => (await c.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
 const serverCount = async (): Promise<number> =>
   Number(await adminSql(testEnv().cluster, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${LIMITS.name}' AND backend_type = 'client backend'`));
-async function until(check: () => Promise<boolean>, ms = 5000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await sleep(100);
-  }
-  return check();
-}
+const backendGone = async (backend: number): Promise<boolean> =>
+  (await adminSql(testEnv().cluster, `SELECT count(*) FROM pg_stat_activity WHERE pid = ${backend}`)) === '0';
+/** The proxy's own pool of limits_user for `database`. */
+const poolOf = (database: string) => {
+  const pool = [...proxy!.context.pools.all()].find((p) => p.database === database && p.address.user === LIMITS.name);
+  if (!pool) throw new Error(`no pool for ${database}/${LIMITS.name}`);
+  return pool;
+};
 /** The error a client gets pushed (a FATAL between queries) as node-postgres reports it. */
 const nextError = (c: pg.Client): Promise<{ code?: string; message: string }> => new Promise((resolve) => c.once('error', resolve));
 
@@ -60,7 +59,7 @@ describe('pool sizes', () => {
   it('min_pool_size: opens servers up to the minimum once a login gave credentials', async () => {
     await start({ pool_mode: 'transaction', min_pool_size: 3, default_pool_size: 5 });
     await withClient(opts(), async (c) => c.query('SELECT 1'));
-    expect(await until(async () => (await serverCount()) === 3)).toBe(true);
+    await until('3 servers of limits_user in pg_stat_activity (min_pool_size)', async () => (await serverCount()) === 3);
   });
 
   it('reserve_pool_size: a client that waited reserve_pool_timeout gets an extra server', async () => {
@@ -92,7 +91,7 @@ describe('pool sizes', () => {
         done = true;
         return r.rows[0].two as number;
       });
-      await sleep(400);
+      await until("b queued in app1's pools", () => waitingClients(proxy!, 'app1') === 1);
       expect(done).toBe(false); // held back by the database's budget
       // This proxy's servers for app1, across both users' pools (other test files share the cluster).
       let servers = 0;
@@ -117,8 +116,8 @@ describe('pool sizes', () => {
         done = true;
         return r.rows[0].three as number;
       });
-      await sleep(400);
-      expect(done).toBe(false);
+      await until("b queued in app2's pool", () => waitingClients(proxy!, 'app2') === 1);
+      expect(done).toBe(false); // held back by the user's budget
       await a.query('COMMIT'); // a's server idles and is evicted for b's pool
       expect(await q).toBe(3);
     } finally {
@@ -133,7 +132,8 @@ describe('server lifetimes', () => {
     await start({ pool_mode: 'transaction', server_lifetime: 0.5 });
     await withClient(opts(), async (c) => {
       const first = await pid(c);
-      await sleep(900);
+      // Idle in the pool once expired, it is closed by the janitor's next round (once a second).
+      await until(`server ${first} closed past server_lifetime`, () => backendGone(first), { timeoutMs: 4000 });
       expect(await pid(c)).not.toBe(first);
     });
   });
@@ -141,10 +141,10 @@ describe('server lifetimes', () => {
   it('server_idle_timeout: idle servers are closed', async () => {
     await start({ pool_mode: 'transaction', server_idle_timeout: 0.3 });
     await withClient(opts(), async (c) => {
-      await c.query('SELECT 1');
-      expect(await serverCount()).toBeGreaterThanOrEqual(1); // ours (a previous test's may still be closing)
-      expect(await until(async () => (await serverCount()) === 0)).toBe(true);
-      expect((await c.query('SELECT 4 AS n')).rows[0].n).toBe(4); // and a new one opens on demand
+      const first = await pid(c); // a server of ours, idle in the pool from now on
+      // 0.3 s idle, then at most one janitor round (once a second), and slack for a busy machine.
+      await until(`server ${first} closed past server_idle_timeout`, () => backendGone(first), { timeoutMs: 4000 });
+      expect(await pid(c)).not.toBe(first); // and a new one opens on demand
     });
   });
 
@@ -164,7 +164,8 @@ describe('server lifetimes', () => {
     await start({ pool_mode: 'transaction', server_check_query: bump, server_check_delay: 0.2 });
     await withClient(opts(), async (c) => {
       await c.query('SELECT 1');
-      await sleep(400);
+      // SHOW POOLS' sv_used: the proxy now holds the idle server due for its check.
+      await until('the idle server due for server_check_query', () => poolOf('app1').state(Date.now()).used === 1, { timeoutMs: 2000 });
       const checks = (await c.query("SELECT current_setting('pgi.checks', true) AS n")).rows[0].n as string;
       expect(Number(checks)).toBeGreaterThanOrEqual(1);
     });
@@ -189,8 +190,10 @@ describe('client timeouts', () => {
     const c = await connect();
     c.on('error', () => undefined);
     const backend = await pid(c);
+    // Far longer than query_timeout plus the once-a-second check of it.
     await expect(c.query('SELECT pg_sleep(5)')).rejects.toMatchObject({ code: '57014', message: expect.stringMatching(/query_timeout/) });
-    expect(await until(async () => (await adminSql(testEnv().cluster, `SELECT count(*) FROM pg_stat_activity WHERE pid = ${backend}`)) === '0')).toBe(true);
+    // At the latest when pg_sleep returns and the backend finds its client gone.
+    await until(`server ${backend} closed after query_timeout`, () => backendGone(backend), { timeoutMs: 7000 });
   });
 
   it('client_idle_timeout: an idle client is disconnected', async () => {
@@ -209,7 +212,7 @@ describe('client timeouts', () => {
     const backend = await pid(c);
     const err = await failure;
     expect(err.code).toBe('25P03');
-    expect(await until(async () => (await adminSql(testEnv().cluster, `SELECT count(*) FROM pg_stat_activity WHERE pid = ${backend}`)) === '0')).toBe(true);
+    await until(`server ${backend} closed after idle_transaction_timeout`, () => backendGone(backend));
   });
 
   it('client_login_timeout: a connection that never logs in is closed', async () => {
@@ -231,28 +234,35 @@ describe('cancel while the pool is full', () => {
     const b = await connect();
     try {
       const keysOf = (c: pg.Client): { processID: number; secretKey: number } => c as unknown as { processID: number; secretKey: number };
-      const cancel = (c: pg.Client): void => {
-        const { processID, secretKey } = keysOf(c);
-        const s = net.connect(proxy!.port, '127.0.0.1', () => {
-          const buf = Buffer.alloc(16);
-          buf.writeInt32BE(16, 0);
-          buf.writeInt32BE(80877102, 4);
-          buf.writeInt32BE(processID, 8);
-          buf.writeInt32BE(secretKey, 12);
-          s.end(buf);
+      /** Sends c's CancelRequest; resolves once the proxy closed that connection, having forwarded it or not. */
+      const cancel = (c: pg.Client): Promise<void> =>
+        new Promise((resolve) => {
+          const { processID, secretKey } = keysOf(c);
+          const s = net.connect(proxy!.port, '127.0.0.1', () => {
+            const buf = Buffer.alloc(16);
+            buf.writeInt32BE(16, 0);
+            buf.writeInt32BE(80877102, 4);
+            buf.writeInt32BE(processID, 8);
+            buf.writeInt32BE(secretKey, 12);
+            s.end(buf);
+          });
+          s.on('error', () => undefined);
+          s.on('close', () => resolve());
         });
-        s.on('error', () => undefined);
-      };
-      const slow = a.query('SELECT pg_sleep(1.5) AS slept');
-      await sleep(200);
+      const running = (query: string) => (): Promise<boolean> => activeQueries(testEnv().cluster, LIMITS.name, query).then((n) => n === 1);
+      // Long enough to be still running when b's cancel has been dealt with, which a wrongly forwarded cancel would end.
+      const slowText = 'SELECT pg_sleep(2) AS slept';
+      const slow = a.query(slowText);
+      await until("a's query running", running(slowText));
       const waiting = b.query('SELECT 7 AS n'); // queued: the only server is a's
-      await sleep(100);
-      cancel(b); // b has no server: nothing is cancelled
+      await until('b queued for the only server', () => waitingClients(proxy!, 'app1') === 1);
+      await cancel(b); // b has no server: nothing is cancelled
       expect((await slow).rows[0].slept).toBe('');
       expect((await waiting).rows[0].n).toBe(7);
-      const slow2 = a.query('SELECT pg_sleep(5)');
-      await sleep(300);
-      cancel(a);
+      const slow2Text = 'SELECT pg_sleep(5)';
+      const slow2 = a.query(slow2Text);
+      await until("a's second query running", running(slow2Text));
+      await cancel(a);
       await expect(slow2).rejects.toMatchObject({ code: '57014' });
     } finally {
       await a.end();

@@ -8,6 +8,7 @@ import postgres from 'postgres';
 import { readFileSync } from 'node:fs';
 import type { RunningProxy } from '../../src/proxy.js';
 import { adminSql, USERS } from '../harness/postgres.js';
+import { activeQueries, until, waitingClients } from '../harness/poll.js';
 import { conninfo, pgOptions, startTestProxy, testEnv, withClient } from '../harness/proxy.js';
 
 let proxy: RunningProxy;
@@ -28,6 +29,9 @@ afterAll(async () => {
 });
 
 const opts = (db = 'app1', extra: Partial<pg.ClientConfig> = {}): pg.ClientConfig => ({ ...pgOptions(proxy.port, db, user.name, user.password), ...extra });
+const backendGone = async (pid: number): Promise<boolean> => (await adminSql(testEnv().cluster, `SELECT count(*) FROM pg_stat_activity WHERE pid = ${pid}`)) === '0';
+/** Whether exactly one backend of ours runs `query` (texts are unique to this file: other files share the cluster). */
+const running = (query: string) => async (): Promise<boolean> => (await activeQueries(testEnv().cluster, user.name, query)) === 1;
 
 describe('session pooling', () => {
   it('reuses the server for the next client, reset: a SET does not survive', async () => {
@@ -61,7 +65,7 @@ describe('session pooling', () => {
     const holder = new pg.Client(opts());
     await holder.connect();
     const waiting = withClient(opts(), async (c) => (await c.query('SELECT 42 AS n')).rows[0].n as number);
-    await new Promise((r) => setTimeout(r, 300));
+    await until("the second client queued in app1's pool", () => waitingClients(proxy, 'app1') === 1);
     await holder.end();
     expect(await waiting).toBe(42);
   });
@@ -73,13 +77,7 @@ describe('session pooling', () => {
     await c.query('BEGIN');
     const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
     (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-    const { cluster } = testEnv();
-    let alive = '1';
-    for (let i = 0; i < 50 && alive !== '0'; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      alive = await adminSql(cluster, `SELECT count(*) FROM pg_stat_activity WHERE pid = ${pid}`);
-    }
-    expect(alive).toBe('0');
+    await until(`server ${pid} closed, not pooled`, () => backendGone(pid));
   });
 });
 
@@ -100,8 +98,10 @@ describe('cancel', () => {
     const sql = postgres({ host: 'localhost', port: proxy.port, database: 'app2', username: user.name, password: user.password, ssl: { ca: readFileSync(testEnv().caFile, 'utf8') }, max: 1 });
     try {
       const started = Date.now();
-      const q = sql`SELECT pg_sleep(20)`;
-      setTimeout(() => q.cancel(), 500);
+      const q = sql`SELECT pg_sleep(20) AS postgres_js_cancel`;
+      q.execute(); // sent now, not when awaited
+      await until('the postgres.js query running', running('SELECT pg_sleep(20) AS postgres_js_cancel'));
+      q.cancel();
       await expect(q).rejects.toMatchObject({ code: '57014' });
       expect(Date.now() - started).toBeLessThan(10_000);
       // The connection stays usable after the cancel.
@@ -112,12 +112,21 @@ describe('cancel', () => {
   });
 
   it('cancels a running query when psql gets SIGINT', async () => {
-    const child = spawn('psql', ['-X', '-d', conninfo(proxy.port, 'app2', user.name), '-c', 'SELECT pg_sleep(20)'], { env: { PATH: process.env.PATH, PGPASSWORD: user.password } });
+    const query = 'SELECT pg_sleep(20) AS psql_sigint';
+    const child = spawn('psql', ['-X', '-d', conninfo(proxy.port, 'app2', user.name), '-c', query], { env: { PATH: process.env.PATH, PGPASSWORD: user.password } });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    await new Promise((r) => setTimeout(r, 1000));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    await until(
+      "psql's query running",
+      () => {
+        if (child.exitCode !== null) throw new Error(`psql exited before its query ran: ${stderr}`);
+        return running(query)();
+      },
+      { timeoutMs: 10_000 },
+    );
     child.kill('SIGINT');
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const code = await exited;
     expect(stderr).toMatch(/canceling statement due to user request/);
     expect(code).not.toBe(0);
   });
@@ -125,14 +134,19 @@ describe('cancel', () => {
   it('ignores a cancel request with a wrong key', async () => {
     await withClient(opts('app2'), async (c) => {
       const keys = c as unknown as { processID: number; secretKey: number };
-      const query = c.query('SELECT pg_sleep(1.5) AS slept');
+      const text = 'SELECT pg_sleep(1.5) AS slept /* wrong cancel key */';
+      const query = c.query(text);
+      await until('the query running', running(text)); // a cancel before it would have nothing to hit
       const socket = net.connect(proxy.port, '127.0.0.1');
+      const closed = new Promise((resolve) => socket.on('close', resolve));
+      socket.on('error', () => undefined);
       const cancel = Buffer.alloc(16);
       cancel.writeInt32BE(16, 0);
       cancel.writeInt32BE(80877102, 4);
       cancel.writeInt32BE(keys.processID, 8);
       cancel.writeInt32BE((keys.secretKey ^ 0x5a5a5a5a) | 0, 12);
       socket.end(cancel);
+      await closed; // the proxy has judged the key (it forwards before it closes)
       const res = await query;
       expect(res.rows[0].slept).toBe('');
     });

@@ -11,6 +11,7 @@ import postgres from 'postgres';
 import { serialize } from 'pg-protocol';
 import type { RunningProxy } from '../../src/proxy.js';
 import { adminSql, USERS } from '../harness/postgres.js';
+import { until, waitingClients } from '../harness/poll.js';
 import { conninfo, pgOptions, startTestProxy, testEnv, withClient } from '../harness/proxy.js';
 import { rawLogin, typesUntilReady } from '../harness/raw.js';
 
@@ -76,7 +77,7 @@ describe('many clients, few servers', () => {
         await a.query('BEGIN');
         const pidA = (await a.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
         const bDone = b.query('SELECT pg_backend_pid() AS p'); // waits: the only server is in a transaction
-        await new Promise((r) => setTimeout(r, 200));
+        await until("b queued in one's pool", () => waitingClients(proxy, 'one') === 1);
         expect((await a.query('SELECT pg_backend_pid() AS p')).rows[0].p).toBe(pidA);
         await a.query('COMMIT');
         expect((await bDone).rows[0].p).toBe(pidA); // the same server, now B's
@@ -272,12 +273,7 @@ describe('dirty servers', () => {
     await c.query('BEGIN');
     const pid = (await c.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
     (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-    let alive = '1';
-    for (let i = 0; i < 50 && alive !== '0'; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      alive = await adminSql(testEnv().cluster, `SELECT count(*) FROM pg_stat_activity WHERE pid = ${pid}`);
-    }
-    expect(alive).toBe('0');
+    await until(`server ${pid} closed, not pooled`, async () => (await adminSql(testEnv().cluster, `SELECT count(*) FROM pg_stat_activity WHERE pid = ${pid}`)) === '0');
     await withClient(opts('one'), async (d) => expect((await d.query('SELECT 1 AS one')).rows[0].one).toBe(1));
   });
 });
