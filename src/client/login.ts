@@ -69,6 +69,14 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Conn
         hint: 'connect to the database directly from inside the cluster (for example `kubectl run psql`), or use a non-superuser role',
       });
     }
+    // SET ROLE would make it one: the same policy, or the refusal above is one statement away.
+    if (server.superuserMember === true && !config.allow_superuser) {
+      pool.discard(server);
+      throw fatal(SqlState.insufficientPrivilege, `role "${user}" may not log in through pg-ingress: it is a member of a superuser role`, {
+        detail: 'a member of a superuser role becomes a superuser with SET ROLE; such logins through the internet-facing pooler are refused by policy (allow_superuser is off)',
+        hint: 'log in with a role that is not a member of a superuser role, or connect directly from inside the cluster',
+      });
+    }
     params = clientParameters(proxy.parameters, wanted, server);
     const sync = parameterSync(proxy.parameters, params, server);
     if (sync.sql) await server.runInternal(sync.sql);

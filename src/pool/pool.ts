@@ -13,10 +13,10 @@ import { PoolCounters } from '../stats/counters.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import { cancelsOf, whenCancelsSettle } from './cancel.js';
 import type { ServerCredentials } from './server-login.js';
-import { ServerConnection, type ServerAddress } from './server.js';
+import { ServerConnection, type ServerAddress, type ServerConnectOptions } from './server.js';
 
 /** Opens a TCP connection and logs in (ServerConnection.connect; unit tests give a fake). */
-export type ServerConnector = (address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, maxPrepared: number) => Promise<ServerConnection>;
+export type ServerConnector = (address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, maxPrepared: number, options?: ServerConnectOptions) => Promise<ServerConnection>;
 
 export interface PoolSettings {
   mode: PoolMode;
@@ -38,6 +38,8 @@ export interface PoolSettings {
   unusedTimeoutMs: number;
   /** How servers are opened; ServerConnection.connect when not given. */
   connect?: ServerConnector;
+  /** Ask each new server whether its role can SET ROLE to a superuser (the superuser policy; off with allow_superuser). */
+  checkSuperuserMembership?: boolean;
 }
 
 /** Limits shared between pools (max_db_connections, max_user_connections). */
@@ -398,7 +400,7 @@ export class Pool {
     if (!credentials) return;
     this.connecting++;
     const connect = this.settings.connect ?? ServerConnection.connect;
-    connect(this.address, credentials, this.settings.connectTimeoutMs, this.settings.maxPrepared).then(
+    connect(this.address, credentials, this.settings.connectTimeoutMs, this.settings.maxPrepared, { checkSuperuserMembership: this.settings.checkSuperuserMembership === true }).then(
       (server) => {
         this.connecting--;
         this.retryAt = 0;

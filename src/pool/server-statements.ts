@@ -37,6 +37,11 @@ export class ServerStatements {
    * a guess from then on, and one of our names may now run another client's
    * SQL. The pool closes such a server when it is given back.
    */
+  /** Statements are renamed on this server (transaction pooling with max_prepared_statements > 0). */
+  get renaming(): boolean {
+    return this.max > 0;
+  }
+
   get trusted(): boolean {
     return !this.untrusted;
   }

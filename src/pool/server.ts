@@ -83,6 +83,8 @@ export class ServerConnection implements FrameSink {
   readonly initialParams: ReadonlyMap<string, string>;
   readonly processId: number;
   readonly secretKey: number;
+  /** The login role is a member of a superuser role (SET ROLE makes it one); null when not asked. */
+  readonly superuserMember: boolean | null;
   /** Transaction status from the last ReadyForQuery: I idle, T in transaction, E failed transaction. */
   status = 'I';
   /** What it still owes, message by message. */
@@ -108,7 +110,7 @@ export class ServerConnection implements FrameSink {
   private constructor(
     readonly address: ServerAddress,
     private readonly socket: net.Socket,
-    login: { params: Map<string, string>; processId: number; secretKey: number },
+    login: { params: Map<string, string>; processId: number; secretKey: number; superuserMember: boolean | null },
     leftovers: Buffer,
     maxPrepared: number,
   ) {
@@ -117,6 +119,7 @@ export class ServerConnection implements FrameSink {
     this.initialParams = new Map(login.params);
     this.processId = login.processId;
     this.secretKey = login.secretKey;
+    this.superuserMember = login.superuserMember;
     // After login the server's messages stream through; only what pooling reads is assembled, and that is bounded.
     this.framer = new Framer(SERVER_MAX_ASSEMBLED, (type) => !READ_WHOLE.has(type) && !(type === E && this.state === ServerState.Internal));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -127,10 +130,10 @@ export class ServerConnection implements FrameSink {
   }
 
   /** Opens a TCP connection and logs in; resolves at the first ReadyForQuery. */
-  static async connect(address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, maxPrepared = 0, keepAlive: KeepAlive = DEFAULT_KEEPALIVE): Promise<ServerConnection> {
+  static async connect(address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, maxPrepared = 0, options: ServerConnectOptions = {}): Promise<ServerConnection> {
     const socket = net.connect({ host: address.host, port: address.port });
     socket.setNoDelay(true);
-    if (keepAlive.enabled) socket.setKeepAlive(true, keepAlive.idleMs);
+    socket.setKeepAlive(true, 60_000);
     const timer = setTimeout(() => socket.destroy(new ServerConnectError(`timed out after ${timeoutMs} ms connecting to ${address.host}:${address.port}`)), timeoutMs);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -139,7 +142,7 @@ export class ServerConnection implements FrameSink {
       });
       const frames = new FrameQueue(socket, SERVER_MAX_ASSEMBLED);
       const startup = { user: address.user, database: address.dbname };
-      const login = await serverLogin((b) => socket.write(b), frames, startup, credentials, timeoutMs);
+      const login = await serverLogin((b) => socket.write(b), frames, startup, credentials, timeoutMs, { checkSuperuserMembership: options.checkSuperuserMembership === true });
       const leftovers = frames.detach();
       socket.removeAllListeners('error');
       socket.removeAllListeners('connect');
@@ -254,10 +257,7 @@ export class ServerConnection implements FrameSink {
         break;
       }
       case C:
-        if (isDeallocateAll(buf, start, end)) {
-          this.statements.clear();
-          this.statementsCleared = true;
-        }
+        if (buf[start + 5] === 0x44 || buf[start + 5] === 0x50) this.onStatementTag(buf, start, end); // 'D', 'P': no string per message otherwise
         break;
       case E:
         // Assembled only while our own query runs (see the framer's pass-through rule).
@@ -334,6 +334,22 @@ export class ServerConnection implements FrameSink {
     if (this.answered) owner.onServerAnswered?.(this.sawReady);
   }
 
+  /**
+   * DEALLOCATE ALL and DISCARD ALL empty the server's statements. A single
+   * PREPARE or DEALLOCATE by SQL may have replaced one of our renamed statements
+   * (their names are visible in pg_prepared_statements), so a server where that
+   * happened is never handed to another client.
+   */
+  private onStatementTag(buf: Buffer, start: number, end: number): void {
+    const tag = buf.toString('latin1', start + 5, end - 1);
+    if (tag === 'DEALLOCATE ALL' || tag === 'DISCARD ALL') {
+      this.statements.clear();
+      this.statementsCleared = true;
+    } else if ((tag === 'PREPARE' || tag === 'DEALLOCATE') && this.statements.renaming) {
+      this.statements.distrust();
+    }
+  }
+
   private finishInternal(): void {
     const { resolve, reject, error } = this.internal!;
     this.internal = null;
@@ -371,21 +387,7 @@ export class ServerConnection implements FrameSink {
   }
 }
 
-export interface KeepAlive {
-  enabled: boolean;
-  /** Idle time before the first probe; 0 = the operating system's default. */
-  idleMs: number;
-}
-
-const DEFAULT_KEEPALIVE: KeepAlive = { enabled: true, idleMs: 60_000 };
-
-const DEALLOCATE_ALL = Buffer.from('DEALLOCATE ALL\0', 'latin1');
-const DISCARD_ALL = Buffer.from('DISCARD ALL\0', 'latin1');
-
-/** CommandComplete of DEALLOCATE ALL or DISCARD ALL: compared as bytes, no string per message. */
-function isDeallocateAll(buf: Buffer, start: number, end: number): boolean {
-  const length = end - start - 5;
-  if (buf[start + 5] !== 0x44) return false; // 'D'
-  const tag = length === DEALLOCATE_ALL.length ? DEALLOCATE_ALL : length === DISCARD_ALL.length ? DISCARD_ALL : null;
-  return tag !== null && buf.compare(tag, 0, tag.length, start + 5, end) === 0;
+export interface ServerConnectOptions {
+  /** Also ask whether the login role can SET ROLE to a superuser (see superuserMember). */
+  checkSuperuserMembership?: boolean;
 }

@@ -20,5 +20,6 @@ export function poolSettings(config: Config, size: number, mode: PoolMode): Pool
     resetQuery: config.server_reset_query,
     maxPrepared: mode === 'session' ? 0 : config.max_prepared_statements,
     unusedTimeoutMs: ms(config.autodb_idle_timeout),
+    checkSuperuserMembership: !config.allow_superuser,
   };
 }

@@ -310,9 +310,7 @@ describe('a login role that is a member of a superuser role', () => {
     expect((await loginDirect(USERS.scram)).superuserMember).toBe(false);
   });
 
-  // Un-skip once ServerConnection.connect passes { checkSuperuserMembership: !allow_superuser }
-  // to serverLogin and login.ts refuses a server whose login reported superuserMember.
-  it.skip('is refused with 42501 by default', async () => {
+  it('is refused with 42501 by default', async () => {
     const err = await connectError(pgOptions(proxy.port, 'app1', SU_MEMBER.name, SU_MEMBER.password));
     expect(err.code).toBe('42501');
   });

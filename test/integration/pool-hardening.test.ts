@@ -299,4 +299,20 @@ describe('prepared statements follow what the server confirms', () => {
     await attacker.query(`PREPARE ${guessed}(int) AS SELECT 666 AS n`);
     expect((await victim.query({ name: 'v', text: victimSql, values: [4] })).rows[0].n).toBe(40);
   });
+
+  it('a server where a client replaced one of our statements by SQL (visible names, DEALLOCATE + PREPARE) is never handed to another client', async () => {
+    const victim = await connect();
+    const attacker = await connect();
+    expect((await victim.query({ name: 'v1', text: SQL, values: [1] })).rows[0].n).toBe(2);
+    // Our renamed statement is visible to whoever gets the same server.
+    const { rows } = await attacker.query("SELECT name FROM pg_prepared_statements WHERE name LIKE 'pgi_%'");
+    expect(rows.length).toBeGreaterThan(0);
+    const stolen = rows[0].name as string;
+    const pidBefore = (await attacker.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    await attacker.query(`DEALLOCATE ${stolen}`);
+    await attacker.query(`PREPARE ${stolen}(int) AS SELECT 666 AS n`);
+    // The victim's next Bind of v1 lands on a fresh server: the tampered one was closed when it was released.
+    expect((await victim.query({ name: 'v1', text: SQL, values: [4] })).rows[0].n).toBe(5);
+    expect((await victim.query('SELECT pg_backend_pid() AS pid')).rows[0].pid).not.toBe(pidBefore);
+  });
 });

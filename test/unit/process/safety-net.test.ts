@@ -20,7 +20,7 @@ describe('last-resort handler', () => {
     installSafetyNet(createLogger('info', out));
     const before = processCounters.uncaughtFaults;
     const err = Object.assign(new Error('boom in a timer'), { conn: 42 });
-    process.emit('uncaughtException', err, 'uncaughtException');
+    (process.emit as (event: string, ...args: unknown[]) => boolean)('uncaughtException', err, 'uncaughtException');
     process.emit('unhandledRejection', new Error('rejected'), Promise.resolve());
     expect(processCounters.uncaughtFaults).toBe(before + 2);
     expect(out.lines).toHaveLength(2);
@@ -35,7 +35,7 @@ describe('last-resort handler', () => {
     installSafetyNet(log);
     installSafetyNet(log);
     const before = processCounters.uncaughtFaults;
-    process.emit('uncaughtException', new Error('once'), 'uncaughtException');
+    (process.emit as (event: string, ...args: unknown[]) => boolean)('uncaughtException', new Error('once'), 'uncaughtException');
     expect(processCounters.uncaughtFaults).toBe(before + 1);
     expect(out.lines).toHaveLength(1);
   });
