@@ -13,6 +13,8 @@ export class RawConn {
   private buf = Buffer.alloc(0);
   private waiters: (() => void)[] = [];
   closed = false;
+  /** Date.now() when the connection closed, null while open. */
+  closedAt: number | null = null;
 
   constructor(public socket: net.Socket | tls.TLSSocket) {
     this.listen(socket);
@@ -35,6 +37,7 @@ export class RawConn {
     socket.on('error', () => undefined);
     socket.on('close', () => {
       this.closed = true;
+      this.closedAt ??= Date.now();
       this.wake();
     });
   }

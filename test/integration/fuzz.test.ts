@@ -101,6 +101,7 @@ async function startTarget(mode: Mode): Promise<Target> {
     max_client_conn: 2000,
     query_wait_timeout: 10,
     server_login_retry: 0.5,
+    auth_failure_limit: 0, // the wrong proofs sent on purpose must not get 127.0.0.1 throttled
     admin_users: [FUZZ.name],
     auth_dbname: 'app1',
     databases: {
@@ -145,11 +146,19 @@ afterAll(async () => {
 
 // ---- the checks after every input -------------------------------------------
 
+/** One bystander query at a time: lanes share the bystander, and node-postgres wants no overlap. */
+let bystanderTurn: Promise<unknown> = Promise.resolve();
+function askBystander(t: Target): Promise<pg.QueryResult> {
+  const turn = bystanderTurn.then(() => withDeadline(t.bystander.query('SELECT 1 AS one'), 3000, 'bystander SELECT 1'));
+  bystanderTurn = turn.catch(() => undefined);
+  return turn;
+}
+
 async function checkAfter(t: Target, since: number): Promise<string[]> {
   const problems: string[] = [];
   for (const f of guard.since(since)) problems.push(`${f.kind} reached the process while this input was in flight: ${f.message}\n${f.stack.split('\n').slice(1, 6).join('\n')}`);
   try {
-    const r = await withDeadline(t.bystander.query('SELECT 1 AS one'), 3000, 'bystander SELECT 1');
+    const r = await askBystander(t);
     if (r.rows[0].one !== 1) problems.push('bystander got a wrong answer');
   } catch (err) {
     problems.push(`bystander failed: ${(err as Error).message}`);
@@ -302,7 +311,7 @@ const STAGES: Stage[] = [
   { name: 'startup', modes: ['transaction', 'session'], share: 3, lanes: 6, attack: inStartup },
   { name: 'SASLInitialResponse', modes: ['transaction', 'session'], share: 3, lanes: 6, attack: midSasl('initial') },
   { name: 'SASLResponse', modes: ['transaction'], share: 2, lanes: 6, attack: midSasl('final') },
-  { name: 'queued for a server', modes: ['transaction', 'session'], share: 4, lanes: 1, attack: queued },
+  { name: 'queued for a server', modes: ['transaction', 'session'], share: 6, lanes: 1, attack: queued },
   { name: 'in a transaction', modes: ['transaction', 'session'], share: 3, lanes: 3, attack: inTransaction },
   { name: 'mid-COPY', modes: ['transaction', 'session'], share: 3, lanes: 3, attack: midCopy },
   { name: 'mid-extended-batch', modes: ['transaction', 'session'], share: 4, lanes: 3, attack: midBatch },
@@ -337,6 +346,8 @@ async function runStage(stage: Stage, mode: Mode): Promise<StageStats> {
         stats.endings[outcome.ending] = (stats.endings[outcome.ending] ?? 0) + 1;
         for (const s of outcome.sqlstates) stats.sqlstates[s] = (stats.sqlstates[s] ?? 0) + 1;
         if (outcome.ending === 'hang') problems.push(`the hostile connection was still open after ${outcome.ms} ms`);
+        // XX000 is what an unforeseen exception turns into: bad input deserves a real SQLSTATE.
+        if (outcome.sqlstates.includes('XX000')) problems.push('answered XX000 (internal error) instead of the SQLSTATE of the fault');
         problems.push(...(attempt.problems ?? []));
       }
       problems.push(...(await checkAfter(t, since)));
