@@ -6,35 +6,19 @@ import { AuthQuery } from './auth/auth-query.js';
 import { AuthThrottle } from './auth/throttle.js';
 import { Listener } from './client/listener.js';
 import { ParameterPolicy } from './client/parameters.js';
-import type { ClientSession } from './client/session.js';
 import type { Config } from './config/index.js';
+import type { ProxyContext } from './context.js';
+
+export type { ProxyContext } from './context.js';
 import type { Logger } from './log/logger.js';
 import { MetricsServer, type MetricsEndpoint } from './metrics/server.js';
 import { CancelRegistry } from './pool/cancel.js';
 import { PoolManager } from './pool/manager.js';
-import { LocalCollector, WorkerCollector, type StatsCollector } from './stats/collector.js';
+import { LocalCollector, WorkerCollector } from './stats/collector.js';
 import { STATS_PERIOD_MS } from './stats/counters.js';
 import { takeSnapshot, type WorkerSnapshot } from './stats/snapshot.js';
 import { TlsContextProvider } from './tls/context.js';
 import { currentWorkerId, isCancelMessage, isMessage } from './workers/messages.js';
-
-export interface ProxyContext {
-  config: Config;
-  log: Logger;
-  tls: TlsContextProvider;
-  authQuery: AuthQuery;
-  /** Auth-failure throttling per (client address, database). */
-  authThrottle: AuthThrottle;
-  pools: PoolManager;
-  cancels: CancelRegistry;
-  parameters: ParameterPolicy;
-  /** Logged-in clients, for the janitor's timeouts. */
-  clients: Set<ClientSession>;
-  /** Statistics of this process, or of every worker (the admin console asks it). */
-  stats: StatsCollector;
-  /** Admin console connections open now (not pool clients). */
-  adminConsoles: number;
-}
 
 /** How often the janitor looks at timeouts and pool sizes (PgBouncer's runs about once a second). */
 const JANITOR_INTERVAL_MS = 250;

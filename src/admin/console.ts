@@ -14,7 +14,7 @@ import type { ConnLogger } from '../log/logger.js';
 import * as backend from '../protocol/backend.js';
 import { ConnectionClosedError, type FrameQueue } from '../protocol/frame-queue.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
-import type { ProxyContext } from '../proxy.js';
+import type { ProxyContext } from '../context.js';
 import { STATS_PERIOD_MS } from '../stats/counters.js';
 import { VERSION } from '../stats/version.js';
 import { runCommand, type CommandContext } from './commands.js';

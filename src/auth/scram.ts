@@ -2,7 +2,15 @@
 // attribute syntax and base64/saslname codecs shared by both exchange sides.
 // Pure functions over node:crypto; no state, no I/O.
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ScramVerifier } from './verifier.js';
+
+/** A stored SCRAM-SHA-256 verifier, decoded (auth/verifier.ts parses the text form). */
+export interface ScramVerifier {
+  kind: 'scram-sha-256';
+  iterations: number;
+  salt: Buffer;
+  storedKey: Buffer;
+  serverKey: Buffer;
+}
 
 /** SHA-256 output length; every SCRAM-SHA-256 key and proof has it. */
 export const SCRAM_KEY_LEN = 32;

@@ -1,15 +1,9 @@
 // Parses the password verifiers PostgreSQL keeps in pg_authid.rolpassword (and
 // pg_shadow.passwd), as returned by the auth_query. Mirrors get_password_type()
 // and parse_scram_secret() in src/backend/libpq/{crypt,auth-scram}.c.
-import { SCRAM_KEY_LEN, decodeBase64 } from './scram.js';
+import { SCRAM_KEY_LEN, decodeBase64, type ScramVerifier } from './scram.js';
 
-export interface ScramVerifier {
-  kind: 'scram-sha-256';
-  iterations: number;
-  salt: Buffer;
-  storedKey: Buffer;
-  serverKey: Buffer;
-}
+export type { ScramVerifier } from './scram.js';
 
 export interface Md5Verifier {
   kind: 'md5';

@@ -4,11 +4,12 @@ import net from 'node:net';
 import { isAdminLogin, serveAdminConsole } from '../admin/console.js';
 import { lazyChild, type ConnLogger } from '../log/logger.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
-import type { ProxyContext } from '../proxy.js';
+import type { ProxyContext } from '../context.js';
 import type { Config } from '../config/index.js';
 import { negotiate, SilentClose } from './handshake.js';
 import { LoginDeadline } from './login-deadline.js';
-import { login, translate, welcome } from './login.js';
+import { translate } from './login-errors.js';
+import { login, welcome } from './login.js';
 import { PreparedStatements, type PreparedLimits } from './prepared.js';
 import { ClientSession } from './session.js';
 

@@ -9,17 +9,18 @@ import { parseVerifier } from '../auth/verifier.js';
 import type { PoolMode } from '../config/index.js';
 import { lazyChild, type ConnLogger } from '../log/logger.js';
 import * as backend from '../protocol/backend.js';
-import { ConnectionClosedError, FrameQueue, FrameTimeoutError } from '../protocol/frame-queue.js';
+import { FrameQueue } from '../protocol/frame-queue.js';
 import { FrameLengthError, FrameTooLargeError } from '../protocol/framer.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { Pool } from '../pool/pool.js';
 import { poolSettings } from '../pool/settings.js';
-import { ServerLoginError, type ServerCredentials } from '../pool/server-login.js';
-import { ServerConnectError, type ServerConnection } from '../pool/server.js';
-import type { ProxyContext } from '../proxy.js';
+import type { ServerCredentials } from '../pool/server-login.js';
+import type { ServerConnection } from '../pool/server.js';
+import type { ProxyContext } from '../context.js';
 import { clientParameters, parameterSync } from './parameters.js';
 import { route, type Route } from './router.js';
-import { SilentClose, type Negotiated } from './handshake.js';
+import type { Negotiated } from './handshake.js';
+import { translate } from './login-errors.js';
 
 /** Login-phase messages are small; the real limit applies after login. */
 const LOGIN_MAX_MESSAGE = 16 * 1024;
@@ -178,18 +179,4 @@ export function welcome(socket: Duplex, server: ServerConnection, keys: { proces
   for (const [name, value] of server.params) parts.push(backend.parameterStatus(name, value));
   parts.push(backend.backendKeyData(keys.processId, keys.secretKey), backend.readyForQuery('I'));
   socket.write(Buffer.concat(parts));
-}
-
-/** Maps whatever went wrong to what the client sees. */
-export function translate(err: unknown): Error {
-  if (err instanceof PgError || err instanceof SilentClose) return err;
-  if (err instanceof ConnectionClosedError) return new SilentClose('client closed during login');
-  if (err instanceof FrameTimeoutError) return fatal(SqlState.protocolViolation, 'client_login_timeout: login not completed in time');
-  if (err instanceof ServerLoginError) {
-    const f = err.fields;
-    if (f?.get('C')) return new PgError({ severity: 'FATAL', code: f.get('C')!, message: f.get('M') ?? err.message, detail: f.get('D'), hint: f.get('H') });
-    return fatal(SqlState.connectionFailure, `server login failed: ${err.message}`);
-  }
-  if (err instanceof ServerConnectError) return fatal(SqlState.connectionFailure, 'could not connect to the database server', { detail: err.message });
-  return fatal(SqlState.internalError, `internal error during login: ${(err as Error).message}`);
 }

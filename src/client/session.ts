@@ -32,10 +32,11 @@ import { PipelinedIntoCopyError, ServerProtocolError, type ServerConnection, typ
 import type { PoolCounters } from '../stats/counters.js';
 import { parametersAgree, parameterSync, type ParameterPolicy } from './parameters.js';
 import type { PreparedStatements } from './prepared.js';
-import { translate } from './login.js';
+import { translate } from './login-errors.js';
 
 const TERMINATE = 0x58; // 'X'
 const COPY_DATA = 0x64; // 'd'
+const FLUSH = Buffer.from([0x48, 0, 0, 0, 4]); // 'H', no body
 
 export const enum ClientState {
   Idle,
@@ -201,7 +202,8 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     const out = server.outstanding;
     const admit = out.admit(type, end - start);
     if (admit === Admit.Hold) {
-      this.batch.flush();
+      // A Flush (answered by nothing, harmless in every state) makes the server send what it owes now.
+      this.batch.addOwn(server, FLUSH);
       this.move(ClientState.Held);
       return false;
     }

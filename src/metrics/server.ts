@@ -12,13 +12,9 @@ import type { ClusterStats } from '../stats/merge.js';
 import type { StatsCollector } from '../stats/collector.js';
 import { ExporterMetrics } from './exporter.js';
 
-/** Where the endpoint listens and how /metrics is protected; workers send it to the primary. */
-export interface MetricsEndpoint {
-  host: string;
-  port: number;
-  /** `Authorization: Bearer <token>` required on /metrics; null: open. */
-  authToken: string | null;
-}
+import type { MetricsEndpoint } from './endpoint.js';
+
+export type { MetricsEndpoint } from './endpoint.js';
 
 /** Bounds on what HTTP clients may hold; the defaults suit a Prometheus scraper and kubelet probes. */
 export interface HttpLimits {

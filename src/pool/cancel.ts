@@ -8,7 +8,7 @@ import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import { serialize } from 'pg-protocol';
 import type { ServerConnection } from './server.js';
-import { WORKER_SHIFT, workerOfProcessId } from '../workers/messages.js';
+import { WORKER_SHIFT, workerOfProcessId } from '../workers/worker-id.js';
 
 export interface Cancellable {
   /** The server running this client's query now, if any. */

@@ -53,7 +53,11 @@ export const enum Admit {
   ForwardUnanswered,
   /** Do not write it: the server would ignore it (Sync or Flush during COPY). */
   Drop,
-  /** Not now: wait until the server has answered more (COPY not yet confirmed, or too much outstanding). */
+  /**
+   * Not now: wait until the server has answered more (COPY not yet confirmed, or
+   * too much outstanding). The server flushes its answers only at Sync or Flush,
+   * so the caller sends a Flush meanwhile, or the answer might never come.
+   */
   Hold,
   /** Not allowed here: a protocol violation by the client. */
   Violation,
@@ -73,6 +77,8 @@ export class Outstanding {
   private copyCandidates = 0;
   /** Extended-protocol messages were written since the last Sync: an implicit transaction may be open. */
   unsynced = false;
+  /** An extended-protocol message failed and no Sync was written after it yet: the server discards everything until one. */
+  private skipping = false;
   /** The server is in COPY FROM STDIN (it sent CopyInResponse) and the client has not sent CopyDone or CopyFail. */
   copyIn = false;
   /** Sync points written, and sync points settled (answered or skipped): batch numbers for ServerStatements. */
@@ -81,7 +87,7 @@ export class Outstanding {
 
   /** Nothing owed and no COPY open: the server may be handed to someone else (once its status is idle). */
   get settled(): boolean {
-    return this.length === 0 && !this.copyIn && !this.unsynced;
+    return this.length === 0 && !this.copyIn && !this.unsynced && !this.skipping;
   }
 
   /** Decides about one client message before it is written (the frame's type and total length). */
@@ -109,6 +115,11 @@ export class Outstanding {
 
   /** Records a message written to the server that will be answered (client's or our own). */
   sent(type: number): void {
+    if (this.skipping) {
+      // Discarded by the server until the Sync that ends the skip: no answer, nothing to record.
+      if (type !== SYNC) return;
+      this.skipping = false;
+    }
     if (this.length === this.ring.length) this.grow();
     this.ring[(this.head + this.length) & (this.ring.length - 1)] = type;
     this.length++;
@@ -117,8 +128,9 @@ export class Outstanding {
       this.syncSent++;
     }
     if (type === QUERY || type === EXECUTE) this.copyCandidates++;
-    if (type === SYNC) this.unsynced = false;
-    else if (type !== QUERY && type !== FUNCTION_CALL) this.unsynced = true;
+    // Sync ends the implicit transaction of the extended protocol; so do Query and FunctionCall,
+    // which run in it and commit it (exec_simple_query's finish_xact_command).
+    this.unsynced = !(type === SYNC || type === QUERY || type === FUNCTION_CALL);
   }
 
   /**
@@ -167,16 +179,20 @@ export class Outstanding {
   /** Forgets everything (the server is closed or starts afresh). */
   clear(): void {
     this.head = this.length = this.syncPoints = this.copyCandidates = 0;
-    this.copyIn = this.unsynced = false;
+    this.copyIn = this.unsynced = this.skipping = false;
   }
 
   private onError(): void {
     if (this.length === 0) return; // not an answer: a FATAL before the server closes
+    // A COPY that fails is over for the server: what the client sends next is read normally (or skipped, below).
+    this.copyIn = false;
     const head = this.peek();
     // An error in Query, FunctionCall or Sync (a failing COMMIT) is followed by its ReadyForQuery.
     if (head === QUERY || head === FUNCTION_CALL || head === SYNC) return;
-    // An extended-protocol message failed (or a COPY started by Execute did): the server skips to the next Sync.
+    // An extended-protocol message failed (or a COPY started by Execute did): the server skips to the next Sync,
+    // including what the client has not written yet.
     while (this.length > 0 && this.peek() !== SYNC) this.shift();
+    if (this.length === 0) this.skipping = true;
   }
 
   private onCopyIn(): boolean {
@@ -184,6 +200,8 @@ export class Outstanding {
     // after it is read in COPY mode: Syncs are ignored; anything else would fail the COPY.
     if (this.length === 0) return false;
     for (let i = 1; i < this.length; i++) if (this.at(i) !== SYNC) return false;
+    // Those Syncs are ignored, so they did not end the implicit transaction of a COPY by Execute: another Sync must.
+    this.unsynced = this.peek() === EXECUTE;
     while (this.length > 1) this.popTail();
     this.copyIn = true;
     return true;

@@ -2,7 +2,7 @@
 // counters, as plain JSON-safe rows (they cross the IPC channel to the primary).
 // The column names are PgBouncer's (SHOW POOLS, SHOW CLIENTS, …).
 import tls from 'node:tls';
-import type { ClientSession } from '../client/session.js';
+import type { Duplex } from 'node:stream';
 import { route } from '../client/router.js';
 import type { Config, PoolMode } from '../config/index.js';
 import type { Pool } from '../pool/pool.js';
@@ -93,7 +93,7 @@ export interface SnapshotSource {
   worker: number;
   config: Config;
   pools: Iterable<Pool>;
-  clients: Iterable<ClientSession>;
+  clients: Iterable<ClientView>;
   /** Client connections the listener holds, including those still logging in. */
   connections: number;
 }
@@ -160,7 +160,19 @@ export function takeSnapshot(src: SnapshotSource, now = Date.now()): WorkerSnaps
   return { worker: src.worker, pid: process.pid, pools: poolRows, databases: databaseRows(src.config, pools), clients, servers, connections: src.connections, limits: { max_client_conn: src.config.max_client_conn, max_user_connections: src.config.max_user_connections }, process: processCounterValues() };
 }
 
-function clientRow(worker: number, c: ClientSession, serverId: number | null): ConnectionRow {
+/** What a snapshot reads of a logged-in client (client/session.ts's ClientSession is one): named here, so stats never import the relay. */
+export interface ClientView {
+  readonly id: number;
+  readonly pool: Pool;
+  readonly isWaiting: boolean;
+  readonly stream: Duplex;
+  readonly connectedAt: number;
+  readonly lastRequestAt: number;
+  readonly params: ReadonlyMap<string, string>;
+  currentServer(): { readonly id: number } | null;
+}
+
+function clientRow(worker: number, c: ClientView, serverId: number | null): ConnectionRow {
   const sock = c.stream as tls.TLSSocket;
   const secure = sock instanceof tls.TLSSocket;
   const cipher = secure ? sock.getCipher() : null;
