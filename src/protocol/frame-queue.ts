@@ -46,7 +46,8 @@ export class FrameQueue implements FrameSink {
     socket.on('close', this.onEnd);
     socket.on('error', this.onError);
     if (initial && initial.length > 0) this.push(initial);
-    socket.resume(); // the handshake leaves it paused so that no byte is lost in between
+    // The handshake leaves it paused so that no byte is lost in between; stay paused if what came with it is already a full budget.
+    if (!this.pausedByUs) socket.resume();
   }
 
   onFrame(type: number, buf: Buffer, start: number, end: number): void {
