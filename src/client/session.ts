@@ -35,8 +35,11 @@ import type { PreparedStatements } from './prepared.js';
 import { translate } from './login-errors.js';
 
 const TERMINATE = 0x58; // 'X'
-const COPY_DATA = 0x64; // 'd'
 const FLUSH = Buffer.from([0x48, 0, 0, 0, 4]); // 'H', no body
+/** Parse, Bind, Describe, Close: what PreparedStatements may rewrite, so read whole. */
+const REWRITTEN = new Set([0x50, 0x42, 0x44, 0x43]);
+/** admitFrame's "not now": the frame and what follows are held and replayed later. */
+const HOLD = -1;
 
 export const enum ClientState {
   Idle,
@@ -76,8 +79,10 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private server: ServerConnection | null;
   private readonly framer: Framer;
   private readonly batch = new FrameBatch();
-  /** Inside a streamed CopyData: its later pieces follow the first. */
+  /** Inside a streamed frame: its server cannot change until the frame is through. */
   private midStream = false;
+  /** The streamed frame is one the server would ignore (a Sync during COPY): its pieces are not written. */
+  private dropStream = false;
   // For the janitor: when the client last did anything, since when a query has run, since when it idles in a transaction.
   private lastActivity = Date.now();
   private busySince = 0;
@@ -102,8 +107,8 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     this.server = server;
     this.state = server ? ClientState.Active : ClientState.Idle;
     this.stats = pool.stats;
-    // Only CopyData inside a COPY streams: everything else is small or must be read whole to be rewritten.
-    this.framer = new Framer(env.maxMessage, (type) => type === COPY_DATA && this.server !== null && this.server.outstanding.copyIn);
+    // Everything streams through unassembled but the messages statement renaming rewrites (read whole, up to max_packet_size).
+    this.framer = new Framer(env.maxMessage, env.prepared ? (type) => !REWRITTEN.has(type) : () => true);
   }
 
   /** Starts relaying; `pending` is what the client sent during login, in order. */
@@ -181,54 +186,79 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   }
 
   onFrame(type: number, buf: Buffer, start: number, end: number): boolean {
-    switch (this.state) {
-      case ClientState.Ended:
-        return false;
-      case ClientState.Waiting:
-      case ClientState.Held:
-        return false; // not yet: replayed when the wait is over
-      case ClientState.Idle:
-        if (type === TERMINATE) return this.terminate();
-        if (!this.attachIdleServer()) {
-          this.batch.flush();
-          if ((this.state as ClientState) !== ClientState.Waiting) this.acquire(); // attachIdleServer may have started the slow path
-          return false; // this frame and the rest wait for a server
-        }
-        break;
-      default:
-        if (type === TERMINATE) return this.terminate();
-    }
+    const admit = this.admitFrame(type, end - start);
+    if (admit === HOLD) return false;
+    if (admit === Admit.Drop) return true;
     const server = this.server!;
     const out = server.outstanding;
-    const admit = out.admit(type, end - start);
-    if (admit === Admit.Hold) {
-      // A Flush (answered by nothing, harmless in every state) makes the server send what it owes now.
-      this.batch.addOwn(server, FLUSH);
-      this.move(ClientState.Held);
-      return false;
-    }
-    if (admit === Admit.Violation) throw violation(type, out.copyIn);
-    if (admit === Admit.Drop) return true;
     const wasBusy = out.syncPoints > 0;
     const rewritten = admit === Admit.Forward && this.env.prepared !== null && this.env.prepared.rewrite(type, buf, start, end, server, this.sendRewritten);
     if (!rewritten) {
       if (admit === Admit.Forward) out.sent(type);
       this.batch.add(server, buf, start, end);
     }
-    if (!wasBusy && out.syncPoints > 0) {
-      this.busySince = this.lastActivity;
-      this.idleInTransactionSince = 0;
-      this.queryStarted();
+    if (!wasBusy && out.syncPoints > 0) this.busyFrom();
+    return true;
+  }
+
+  /** A large frame that streams through unassembled (any type pooling does not rewrite) is about to begin. */
+  onFrameStart(type: number, length: number): boolean {
+    const admit = this.admitFrame(type, length);
+    if (admit === HOLD) return false;
+    this.dropStream = admit === Admit.Drop;
+    if (admit === Admit.Forward) {
+      const out = this.server!.outstanding;
+      const wasBusy = out.syncPoints > 0;
+      out.sent(type);
+      if (!wasBusy && out.syncPoints > 0) this.busyFrom();
     }
     return true;
   }
 
   onFramePart(_type: number, buf: Buffer, start: number, end: number, last: boolean): void {
-    // Only CopyData during a COPY streams (see the framer's rule): the first piece decides, the rest follow.
-    const server = this.server;
-    if (!this.midStream && server) server.outstanding.admit(COPY_DATA, 0);
     this.midStream = !last;
-    if (server && this.state !== ClientState.Ended) this.batch.add(server, buf, start, end);
+    const server = this.server;
+    if (server && !this.dropStream && this.state !== ClientState.Ended) this.batch.add(server, buf, start, end);
+  }
+
+  /**
+   * Where one client message goes, decided before any of its bytes are written:
+   * it needs a server (taken at once or waited for), the server's answers decide
+   * (protocol/outstanding.ts), or it ends the session. HOLD: not now, replayed later.
+   */
+  private admitFrame(type: number, frameLength: number): Admit | typeof HOLD {
+    switch (this.state) {
+      case ClientState.Ended:
+      case ClientState.Waiting:
+      case ClientState.Held:
+        return HOLD; // replayed when the wait is over (an ended session reads no more)
+      case ClientState.Idle:
+        if (type === TERMINATE) return this.terminate();
+        if (!this.attachIdleServer()) {
+          this.batch.flush();
+          if ((this.state as ClientState) !== ClientState.Waiting) this.acquire(); // attachIdleServer may have started the slow path
+          return HOLD; // this frame and the rest wait for a server
+        }
+        break;
+      default:
+        if (type === TERMINATE) return this.terminate();
+    }
+    const server = this.server!;
+    const admit = server.outstanding.admit(type, frameLength);
+    if (admit === Admit.Hold) {
+      // A Flush (answered by nothing, harmless in every state) makes the server send what it owes now.
+      this.batch.addOwn(server, FLUSH);
+      this.move(ClientState.Held);
+      return HOLD;
+    }
+    if (admit === Admit.Violation) throw violation(type, server.outstanding.copyIn);
+    return admit;
+  }
+
+  private busyFrom(): void {
+    this.busySince = this.lastActivity;
+    this.idleInTransactionSince = 0;
+    this.queryStarted();
   }
 
   /** What PreparedStatements sends in place of a frame: recorded as sent, and written after the run before it. */
@@ -253,10 +283,10 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     }
   }
 
-  private terminate(): false {
+  private terminate(): typeof HOLD {
     this.batch.flush();
     this.end(null);
-    return false;
+    return HOLD;
   }
 
   /** The fast path: an idle server whose parameters already agree, attached at once. */
@@ -324,7 +354,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
    */
   private releaseIfDone(): boolean {
     const server = this.server;
-    if (!server || this.env.mode === 'session' || !server.isClean) return false;
+    if (!server || this.env.mode === 'session' || this.midStream || !server.isClean) return false;
     if (this.state !== ClientState.Active && this.state !== ClientState.Throttled) return false;
     this.server = null;
     server.resume();

@@ -121,7 +121,7 @@ export class ServerConnection implements FrameSink {
     this.secretKey = login.secretKey;
     this.superuserMember = login.superuserMember;
     // After login the server's messages stream through; only what pooling reads is assembled, and that is bounded.
-    this.framer = new Framer(SERVER_MAX_ASSEMBLED, (type) => !READ_WHOLE.has(type) && !(type === E && this.state === ServerState.Internal));
+    this.framer = new Framer(SERVER_MAX_ASSEMBLED, (type) => !READ_WHOLE.has(type) && !(type === E && this.state === ServerState.Internal), 0x7fffffff);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.owner?.onServerDrain?.()); // one listener for the server's life, whoever owns it
     socket.on('error', () => undefined); // 'close' follows and carries the consequence

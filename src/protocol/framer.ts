@@ -21,6 +21,12 @@ export interface FrameSink {
    * byte, `last` ends the frame. Valid only during the call. Cannot hold back.
    */
   onFramePart?(type: number, buf: Buffer, start: number, end: number, last: boolean): void;
+  /**
+   * A pass-through frame that spans chunks is about to stream (its header is
+   * known, its body not yet here). Return false to hold it and all that follows
+   * until `resume()`, unread, before any piece is handed out.
+   */
+  onFrameStart?(type: number, length: number): boolean;
 }
 
 export class FrameTooLargeError extends Error {
@@ -63,6 +69,8 @@ export class Framer {
   constructor(
     private maxLength: number,
     private readonly passThrough: ((type: number) => boolean) | null = null,
+    /** The bound on a streamed frame, which costs no memory (a trusted server's may be larger). */
+    private readonly maxStreamed = maxLength,
   ) {}
 
   /** Bytes buffered but not yet delivered. */
@@ -113,6 +121,11 @@ export class Framer {
       if (this.partialFill === HEADER && this.partialSize > HEADER && this.passThrough?.(this.header[0]!)) {
         // The header just completed and this type streams: hand over the header, then the body as it comes.
         const type = this.header[0]!;
+        if (sink.onFrameStart?.(type, this.partialSize) === false) {
+          this.paused = Buffer.concat([this.header, chunk.subarray(pos)]);
+          this.resetPartial();
+          return;
+        }
         this.streamType = type;
         this.streamLeft = this.partialSize - HEADER;
         this.resetPartial();
@@ -157,6 +170,10 @@ export class Framer {
       const end = pos + 1 + length;
       if (end > n) {
         if (this.passThrough?.(type)) {
+          if (sink.onFrameStart?.(type, 1 + length) === false) {
+            this.paused = chunk.subarray(pos);
+            return;
+          }
           this.streamType = type;
           this.streamLeft = end - n;
           sink.onFramePart!(type, chunk, pos, n, false);
@@ -186,10 +203,10 @@ export class Framer {
     return (this.headerBytes ??= Buffer.alloc(HEADER));
   }
 
-  // The bound is on what gets assembled: a pass-through frame is never held whole, whatever its size.
   private check(type: number, length: number): void {
     if (length < 4) throw new FrameLengthError(length);
-    if (length > this.maxLength && !this.passThrough?.(type)) throw new FrameTooLargeError(type, length, this.maxLength);
+    const max = this.passThrough?.(type) ? Math.max(this.maxLength, this.maxStreamed) : this.maxLength;
+    if (length > max) throw new FrameTooLargeError(type, length, max);
   }
 
   private startPartial(chunk: Buffer, pos: number): void {

@@ -484,7 +484,7 @@ describe('Framer: pass-through streaming', () => {
   }, 30_000);
 
   it('streams a pass-through frame above the bound (never assembled), and still bounds the assembled types', () => {
-    const framer = new Framer(1000, (t) => t === D);
+    const framer = new Framer(1000, (t) => t === D, 1 << 20);
     const body = Buffer.alloc(4096 - 4, 7);
     const big = Buffer.concat([Buffer.from('D'), Buffer.from([0, 0, 0x10, 0]), body]);
     const pieces: Buffer[] = [];

@@ -1,0 +1,87 @@
+// The relay's bounds after login: what streams through unassembled, what is
+// assembled and up to where, and that a streamed frame keeps its server.
+import { afterEach, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import postgres from 'postgres';
+import { pgOptions, startTestProxy, testEnv, withClient } from '../harness/proxy.js';
+import { USERS } from '../harness/postgres.js';
+import type { RunningProxy } from '../../src/proxy.js';
+
+const { scram } = USERS;
+let proxy: RunningProxy | null = null;
+
+afterEach(async () => {
+  await proxy?.close();
+  proxy = null;
+});
+
+async function start(overrides: Record<string, unknown>): Promise<RunningProxy> {
+  proxy = await startTestProxy(overrides);
+  return proxy;
+}
+
+describe('large client messages', () => {
+  it('a 24 MB Query from an idle transaction-mode client streams through to a server and back intact', async () => {
+    const p = await start({ pool_mode: 'transaction', default_pool_size: 1 });
+    const text = 'x'.repeat(24 << 20);
+    await withClient(pgOptions(p.port, 'app1', scram.name, scram.password), async (c) => {
+      const { rows } = await c.query(`SELECT length('${text}') AS n, 1 AS one`);
+      expect(Number(rows[0].n)).toBe(24 << 20);
+      // The same session goes on normally: the streamed frame ended where it should.
+      expect((await c.query('SELECT 2 AS two')).rows[0].two).toBe(2);
+    });
+  });
+
+  it('COPY FROM STDIN with 4 MB rows streams through, in transaction mode', async () => {
+    const p = await start({ pool_mode: 'transaction', default_pool_size: 1 });
+    const { caFile } = testEnv();
+    const sql = postgres({ host: 'localhost', port: p.port, database: 'app1', username: scram.name, password: scram.password, ssl: { ca: readFileSync(caFile, 'utf8') }, max: 1, onnotice: () => undefined });
+    try {
+      await sql`CREATE TEMP TABLE relay_copy (t text)`; // one server (pool of 1): the table stays with the session
+      const row = 'y'.repeat(4 << 20); // each CopyData spans many TLS records and socket chunks
+      const writable = await sql`COPY relay_copy FROM STDIN`.writable();
+      await new Promise<void>((resolve, reject) => {
+        writable.on('error', reject);
+        writable.on('finish', resolve);
+        writable.write(`${row}\n`);
+        writable.write(`${row}\n`);
+        writable.end();
+      });
+      const [r] = await sql`SELECT count(*)::int AS n, sum(length(t))::bigint AS bytes FROM relay_copy`;
+      expect(r!.n).toBe(2);
+      expect(Number(r!.bytes)).toBe(2 * (4 << 20));
+    } finally {
+      await sql.end({ timeout: 5 });
+    }
+  });
+
+  it('a message over max_packet_size ends that client with 08P01, and others go on', async () => {
+    const p = await start({ pool_mode: 'transaction', max_packet_size: 65536 });
+    const bystander = new pg.Client(pgOptions(p.port, 'app1', scram.name, scram.password));
+    bystander.on('error', () => undefined);
+    await bystander.connect();
+    try {
+      const err = await withClient(pgOptions(p.port, 'app1', scram.name, scram.password), (c) =>
+        c.query(`SELECT '${'z'.repeat(100_000)}'`).then(
+          () => null,
+          (e: { code?: string; message: string }) => e,
+        ),
+      );
+      expect(err?.code).toBe('08P01');
+      expect(err?.message).toMatch(/limit is 65536/);
+      expect((await bystander.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+    } finally {
+      await bystander.end().catch(() => undefined);
+    }
+  });
+
+  it('named statements with a 2 MB parameter (Bind assembled for renaming) work under transaction pooling', async () => {
+    const p = await start({ pool_mode: 'transaction', default_pool_size: 1 });
+    await withClient(pgOptions(p.port, 'app1', scram.name, scram.password), async (c) => {
+      const big = 'b'.repeat(2 << 20);
+      const { rows } = await c.query({ name: 'len', text: 'SELECT length($1::text) AS n', values: [big] });
+      expect(Number(rows[0].n)).toBe(2 << 20);
+    });
+  });
+});
