@@ -170,6 +170,16 @@ describe('Outstanding: explicit sequences', () => {
     expect(out.settled).toBe(true);
   });
 
+  it('a Query or FunctionCall after extended messages commits their implicit transaction: settled at its ReadyForQuery', () => {
+    for (const t of 'QF') {
+      const out = fresh();
+      send(out, `PB${t}`);
+      expect(out.unsynced).toBe(false);
+      answer(out, t === 'Q' ? '12TDCZ' : '12VZ');
+      expect(out.settled, t).toBe(true);
+    }
+  });
+
   it('an ErrorResponse with nothing outstanding (a FATAL before the server closes) settles nothing', () => {
     const out = fresh();
     answer(out, 'E');
@@ -418,7 +428,7 @@ describe('Outstanding: explicit sequences', () => {
   });
 });
 
-// Regressions found by the simulator below (each a defect in src/protocol/outstanding.ts today).
+// Regressions: defects the simulator below found in src/protocol/outstanding.ts as of 8201360 (fixed in 53bff68).
 describe('Outstanding: what PostgreSQL does after a COPY ends', () => {
   it('a COPY by Execute that ended (CommandComplete) still waits for the Sync after it: not settled until that Sync is answered', () => {
     // libpq writes P/B/D/E/S; the Sync is read and ignored inside the COPY. After CopyDone the
@@ -440,7 +450,7 @@ describe('Outstanding: what PostgreSQL does after a COPY ends', () => {
     answer(out, '12G');
     send(out, 'f');
     answer(out, 'E');
-    expect(out.settled).toBe(false); // settled today: released, the next client's messages would be skipped
+    expect(out.settled).toBe(false); // was settled: released, the next client's messages would have been skipped
   });
 
   it('messages written after an extended-protocol error, before the Sync, are skipped too: a Query among them gets no ReadyForQuery', () => {
@@ -449,7 +459,7 @@ describe('Outstanding: what PostgreSQL does after a COPY ends', () => {
     answer(out, 'E');
     send(out, 'QS'); // PostgreSQL skips the Query; only the Sync is answered
     answer(out, 'Z');
-    expect(out.syncPoints).toBe(0); // 1 today: the Sync's entry stays owed, so the server is never released
+    expect(out.syncPoints).toBe(0); // was 1: the Sync's entry stayed owed, so the server was never released
     expect(out.settled).toBe(true);
   });
 
@@ -472,7 +482,7 @@ describe('Outstanding: what PostgreSQL does after a COPY ends', () => {
     answer(out, '12G');
     send(out, 'd');
     answer(out, 'E');
-    expect(out.admit(code('S'), 5)).toBe(Admit.Forward); // dropped today: the server waits forever
+    expect(out.admit(code('S'), 5)).toBe(Admit.Forward); // was dropped: the server waited forever
   });
 });
 
@@ -506,8 +516,6 @@ class Backend {
   doingExtended = false;
   /** An extended-protocol message started a transaction command that no Sync, Query or FunctionCall has finished yet. */
   xactOpen = false;
-  /** Extended-protocol messages read since the last Sync: the stricter notion the proxy keeps (a Query after a Parse does not count as a Sync). */
-  unsynced = false;
 
   clone(): Backend {
     const b = new Backend();
@@ -518,7 +526,6 @@ class Backend {
     b.ignoreTillSync = this.ignoreTillSync;
     b.doingExtended = this.doingExtended;
     b.xactOpen = this.xactOpen;
-    b.unsynced = this.unsynced;
     return b;
   }
 
@@ -574,7 +581,6 @@ class Backend {
       this.ignoreTillSync = false;
       this.doingExtended = false;
     }
-    if ('PBCDE'.includes(m.type)) this.unsynced = true;
     if (this.ignoreTillSync) return;
     if ('PBCDE'.includes(m.type)) this.xactOpen = true; // start_xact_command
     const outcome = m.outcomes[0] ?? 'ok';
@@ -609,7 +615,6 @@ class Backend {
             return this.emit('D', 'C');
         }
       case 'S':
-        this.unsynced = false;
         if (outcome === 'error') this.error(); // a failing COMMIT: ErrorResponse, then ReadyForQuery
         else this.ready();
         return;
@@ -703,6 +708,7 @@ function drive({ msgs, schedule }: Run): Trace {
   const trace: Trace = { failures: [], deadlock: null, log: [] };
   let next = 0;
   let turn = 0;
+  let flushedForHold = false;
   const fail = (what: string): void => void trace.failures.push(`${what} after [${trace.log.join(' ')}]`);
 
   const check = (): void => {
@@ -717,9 +723,7 @@ function drive({ msgs, schedule }: Run): Trace {
     // At rest (the server read everything, everything flushed arrived): the counts are exact.
     if (pg.input.length === 0 && pg.wire.length === 0) {
       if (out.syncPoints !== owed) fail(`at rest syncPoints ${out.syncPoints} but PostgreSQL will send ${owed} ReadyForQuery`);
-      // The proxy waits for a Sync after any extended message even when a Query finished its transaction: stricter, and fine.
-      const idle = pg.idle && !pg.unsynced;
-      if (out.settled !== idle) fail(`at rest settled=${out.settled} but PostgreSQL idle=${pg.idle} (unsynced=${pg.unsynced})`);
+      if (out.settled !== pg.idle) fail(`at rest settled=${out.settled} but PostgreSQL idle=${pg.idle}`);
       if (out.copyIn !== !!pg.copyIn) fail(`at rest copyIn=${out.copyIn} but PostgreSQL in COPY=${!!pg.copyIn}`);
     }
   };
@@ -732,7 +736,15 @@ function drive({ msgs, schedule }: Run): Trace {
       const m = msgs[next]!;
       const admit = out.admit(code(m.type), m.length);
       if (admit === Admit.Hold) {
-        // Not now (admit() changed nothing): the session waits for answers, so something else must happen.
+        // Not now (admit() changed nothing): the session holds its input and writes a Flush of its own,
+        // so that the server sends what it owes (once per hold: it holds again after each answer).
+        if (!flushedForHold) {
+          flushedForHold = true;
+          pg.input.push(msg('H'));
+          trace.log.push('>H(own)');
+          check();
+          continue;
+        }
         const others = choices.filter((c) => c !== 'write');
         if (others.length === 0) {
           trace.deadlock = `${m.type} held forever after [${trace.log.join(' ')}]`;
@@ -755,6 +767,7 @@ function drive({ msgs, schedule }: Run): Trace {
       pg.step();
     } else if (action === 'receive') {
       const t = pg.wire.shift()!;
+      flushedForHold = false;
       trace.log.push(`<${t}`);
       if (!out.received(code(t))) {
         trace.log.push('refused');
@@ -832,7 +845,6 @@ describe('Outstanding against a simulated PostgreSQL backend', () => {
     while (pg.input.length) pg.step();
     expect(pg.wire.join('')).toBe('12G');
     expect(pg.unflushed).toEqual(['C']);
-    expect(pg.unsynced).toBe(true);
     expect(pg.xactOpen).toBe(true); // the COPY ended, its implicit transaction waits for a Sync
     expect(pg.idle).toBe(false);
   });
@@ -858,7 +870,7 @@ describe('Outstanding against a simulated PostgreSQL backend', () => {
     );
   });
 
-  it('a held message is always released: the proxy never waits for an answer PostgreSQL has not flushed', () => {
+  it('a held message is always released: with the Flush the session writes when it holds, the answer it waits for comes', () => {
     fc.assert(
       fc.property(runs, (run) => {
         const trace = drive(run);
