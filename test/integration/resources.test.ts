@@ -57,7 +57,7 @@ describe('memory', () => {
   // Measured in process: a full GC before each reading (heapAfterGc) leaves what the proxy
   // keeps (cache entries, names, pools), which a child's RSS could not tell from garbage
   // not yet collected. Our own connections are closed and collected before the reading.
-  it('3 000 logins with random 9 kB user names, each closed after the first auth request, leave the heap under +2 MB', { timeout: 120_000 }, async () => {
+  it('3 000 logins with random 9 kB user names, each closed after the first auth request, leave the heap under +2 MB once idle', { timeout: 120_000 }, async () => {
     proxy = await startTestProxy({ client_tls_sslmode: 'prefer', max_client_conn: 500, auth_failure_limit: 0 });
     const port = proxy.port;
     const login = async (): Promise<void> => {
@@ -69,16 +69,16 @@ describe('memory', () => {
     const started = Date.now();
     await inParallel(3000, 16, login);
     const streamMs = Date.now() - started;
-    // The proxy lets go of the closed connections over a few event-loop turns: read until it settles.
-    let after = heapAfterGc();
-    await until(() => {
-      const now = heapAfterGc();
-      const settled = Math.abs(now - after) < 64 * 1024;
-      after = Math.min(after, now);
-      return settled;
-    }, 5000, 200);
-    const growth = after - before;
-    console.log(`random-user logins: 3000 in ${streamMs} ms, heap+external ${(before / MB).toFixed(1)} MB -> ${(after / MB).toFixed(1)} MB (${(growth / MB).toFixed(2)} MB)`);
+    const right = heapAfterGc() - before;
+    // What is kept briefly (unknown users are cached a few seconds) is let go once idle, as the
+    // issue measured it (after 15 s idle): watch it fall, for up to 15 s, then hold it to the bound.
+    let growth = right;
+    const idleStart = Date.now();
+    await until(() => (growth = heapAfterGc() - before) < MB / 2, 15_000, 500);
+    console.log(
+      `random-user logins: 3000 in ${streamMs} ms; heap+external ${(before / MB).toFixed(1)} MB, ${(right / MB).toFixed(2)} MB more right after, ` +
+        `${(growth / MB).toFixed(2)} MB more after ${Date.now() - idleStart} ms idle`,
+    );
     expect(growth).toBeLessThan(2 * MB);
   });
 
@@ -90,7 +90,7 @@ describe('memory', () => {
     const { cluster } = testEnv();
     forwarder = await Forwarder.start({ host: cluster.host, port: cluster.port }, 'hole');
     cli = await startCliProxy({
-      yaml: () => ['workers: 1', 'client_tls_sslmode: prefer', 'log_level: warn', 'max_client_conn: 200', 'server_connect_timeout: 60', 'client_login_timeout: 60'],
+      yaml: () => ['workers: 1', 'client_tls_sslmode: prefer', 'log_level: warn', 'max_client_conn: 200', 'server_connect_timeout: 15', 'client_login_timeout: 60'],
       env: {
         PG_INGRESS_AUTH_PASSWORD: USERS.auth.password,
         // Environment DSNs replace the file's map: the black hole, and the test cluster for everything else.
