@@ -85,3 +85,24 @@ describe('large client messages', () => {
     });
   });
 });
+
+describe('large server messages', () => {
+  it('a 3 MB NOTICE and a 3 MB ERROR stream through to the client (pg-ingress reads whole only what pooling needs, up to 1 MB)', async () => {
+    const p = await start({ pool_mode: 'transaction', default_pool_size: 1 });
+    await withClient(pgOptions(p.port, 'app1', scram.name, scram.password), async (c) => {
+      const notices: string[] = [];
+      c.on('notice', (n) => notices.push(n.message ?? ''));
+      await c.query("DO $$ BEGIN RAISE NOTICE '%', repeat('n', 3 * 1024 * 1024); END $$");
+      expect(notices).toHaveLength(1);
+      expect(notices[0]!.length).toBe(3 << 20);
+      const err = await c.query("DO $$ BEGIN RAISE EXCEPTION '%', repeat('e', 3 * 1024 * 1024); END $$").then(
+        () => null,
+        (e: { code?: string; message: string }) => e,
+      );
+      expect(err?.code).toBe('P0001');
+      expect(err?.message.length).toBe(3 << 20);
+      // The server was released after the error and serves the next transaction.
+      expect((await c.query('SELECT 3 AS three')).rows[0].three).toBe(3);
+    });
+  });
+});
