@@ -27,11 +27,19 @@ export async function until(description: string, condition: () => boolean | Prom
   }
 }
 
-/** Clients queued for a server in this proxy's pools of `database` (SHOW POOLS' cl_waiting). */
-export function waitingClients(proxy: RunningProxy, database: string): number {
+/**
+ * Clients queued behind busy servers in this proxy's pools of `database`: SHOW POOLS'
+ * cl_waiting of the pools not opening a server (cl_waiting also counts a client
+ * waiting for a server on its way, which is not being held back).
+ */
+export function queuedClients(proxy: RunningProxy, database: string): number {
   const now = Date.now();
   let n = 0;
-  for (const pool of proxy.context.pools.all()) if (pool.database === database) n += pool.state(now).waiting;
+  for (const pool of proxy.context.pools.all()) {
+    if (pool.database !== database) continue;
+    const state = pool.state(now);
+    if (state.login === 0) n += state.waiting;
+  }
   return n;
 }
 

@@ -7,7 +7,7 @@ import type { RunningProxy } from '../../src/proxy.js';
 import { initSql } from '../../src/cli/init-sql.js';
 import { adminSql, USERS } from '../harness/postgres.js';
 import { connectError, pgOptions, startTestProxy, testEnv, withClient } from '../harness/proxy.js';
-import { activeQueries, until, waitingClients } from '../harness/poll.js';
+import { activeQueries, until, queuedClients } from '../harness/poll.js';
 import { errorFields, RawConn } from '../harness/raw.js';
 
 const LIMITS = { name: 'limits_user', password: 'limits-secret-pw' };
@@ -91,7 +91,7 @@ describe('pool sizes', () => {
         done = true;
         return r.rows[0].two as number;
       });
-      await until("b queued in app1's pools", () => waitingClients(proxy!, 'app1') === 1);
+      await until("b queued in app1's pools", () => queuedClients(proxy!, 'app1') === 1);
       expect(done).toBe(false); // held back by the database's budget
       // This proxy's servers for app1, across both users' pools (other test files share the cluster).
       let servers = 0;
@@ -116,7 +116,7 @@ describe('pool sizes', () => {
         done = true;
         return r.rows[0].three as number;
       });
-      await until("b queued in app2's pool", () => waitingClients(proxy!, 'app2') === 1);
+      await until("b queued in app2's pool", () => queuedClients(proxy!, 'app2') === 1);
       expect(done).toBe(false); // held back by the user's budget
       await a.query('COMMIT'); // a's server idles and is evicted for b's pool
       expect(await q).toBe(3);
@@ -255,7 +255,7 @@ describe('cancel while the pool is full', () => {
       const slow = a.query(slowText);
       await until("a's query running", running(slowText));
       const waiting = b.query('SELECT 7 AS n'); // queued: the only server is a's
-      await until('b queued for the only server', () => waitingClients(proxy!, 'app1') === 1);
+      await until('b queued for the only server', () => queuedClients(proxy!, 'app1') === 1);
       await cancel(b); // b has no server: nothing is cancelled
       expect((await slow).rows[0].slept).toBe('');
       expect((await waiting).rows[0].n).toBe(7);

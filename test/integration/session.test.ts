@@ -8,7 +8,7 @@ import postgres from 'postgres';
 import { readFileSync } from 'node:fs';
 import type { RunningProxy } from '../../src/proxy.js';
 import { adminSql, USERS } from '../harness/postgres.js';
-import { activeQueries, until, waitingClients } from '../harness/poll.js';
+import { activeQueries, until, queuedClients } from '../harness/poll.js';
 import { conninfo, pgOptions, startTestProxy, testEnv, withClient } from '../harness/proxy.js';
 
 let proxy: RunningProxy;
@@ -65,7 +65,7 @@ describe('session pooling', () => {
     const holder = new pg.Client(opts());
     await holder.connect();
     const waiting = withClient(opts(), async (c) => (await c.query('SELECT 42 AS n')).rows[0].n as number);
-    await until("the second client queued in app1's pool", () => waitingClients(proxy, 'app1') === 1);
+    await until("the second client queued in app1's pool", () => queuedClients(proxy, 'app1') === 1);
     await holder.end();
     expect(await waiting).toBe(42);
   });

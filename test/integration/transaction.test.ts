@@ -11,7 +11,7 @@ import postgres from 'postgres';
 import { serialize } from 'pg-protocol';
 import type { RunningProxy } from '../../src/proxy.js';
 import { adminSql, USERS } from '../harness/postgres.js';
-import { until, waitingClients } from '../harness/poll.js';
+import { until, queuedClients } from '../harness/poll.js';
 import { conninfo, pgOptions, startTestProxy, testEnv, withClient } from '../harness/proxy.js';
 import { rawLogin, typesUntilReady } from '../harness/raw.js';
 
@@ -77,7 +77,7 @@ describe('many clients, few servers', () => {
         await a.query('BEGIN');
         const pidA = (await a.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
         const bDone = b.query('SELECT pg_backend_pid() AS p'); // waits: the only server is in a transaction
-        await until("b queued in one's pool", () => waitingClients(proxy, 'one') === 1);
+        await until("b queued in one's pool", () => queuedClients(proxy, 'one') === 1);
         expect((await a.query('SELECT pg_backend_pid() AS p')).rows[0].p).toBe(pidA);
         await a.query('COMMIT');
         expect((await bDone).rows[0].p).toBe(pidA); // the same server, now B's
