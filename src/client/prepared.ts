@@ -13,7 +13,7 @@
 // session calls forgetAll() at CommandComplete `DEALLOCATE ALL` / `DISCARD ALL`.
 import { createHmac, randomBytes } from 'node:crypto';
 import * as frontend from '../protocol/frontend.js';
-import { fatal, type PgError } from '../protocol/pg-error.js';
+import { fatal, SqlState, type PgError } from '../protocol/pg-error.js';
 import type { ServerConnection } from '../pool/server.js';
 import { Answer } from '../pool/server-statements.js';
 
@@ -23,8 +23,6 @@ const DESCRIBE = 0x44;
 const CLOSE = 0x43;
 const STATEMENT = 0x53; // 'S' in Describe/Close
 
-/** SQLSTATE 53400 configuration_limit_exceeded: a limit an operator set was reached. */
-const CONFIGURATION_LIMIT_EXCEEDED = '53400';
 
 /** A Close of a name we never prepare ('noop' is not hex): the server answers CloseComplete and does nothing. */
 const NOOP_CLOSE = frontend.buildCloseStatement('pgi_noop');
@@ -174,7 +172,7 @@ export class PreparedStatements {
 }
 
 function limitReached(setting: string, message: string): PgError {
-  return fatal(CONFIGURATION_LIMIT_EXCEEDED, message, {
+  return fatal(SqlState.configurationLimitExceeded, message, {
     hint: `close prepared statements the client no longer needs, or raise ${setting}`,
   });
 }

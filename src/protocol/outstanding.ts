@@ -42,8 +42,9 @@ const READY_FOR_QUERY = 0x5a;
 const COPY_IN_RESPONSE = 0x47;
 const COPY_BOTH_RESPONSE = 0x57;
 
-/** Messages a client may send after login (StartupMessage-era and SASL types are not among them). */
-const CLIENT_TYPES = new Set([PARSE, BIND, DESCRIBE, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION_CALL, FLUSH, COPY_DATA, COPY_DONE, COPY_FAIL, 0x58]);
+/** Messages a client may send after login (StartupMessage-era and SASL types are not among them), by type byte. */
+const CLIENT_TYPE = new Uint8Array(256);
+for (const t of [PARSE, BIND, DESCRIBE, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION_CALL, FLUSH, COPY_DATA, COPY_DONE, COPY_FAIL, 0x58]) CLIENT_TYPE[t] = 1;
 
 /** What to do with one client message, given what the server owes. */
 export const enum Admit {
@@ -92,7 +93,7 @@ export class Outstanding {
 
   /** Decides about one client message before it is written (the frame's type and total length). */
   admit(type: number, frameLength: number): Admit {
-    if (!CLIENT_TYPES.has(type)) return Admit.Violation;
+    if (CLIENT_TYPE[type] !== 1) return Admit.Violation;
     if (this.copyIn) {
       if (type === COPY_DATA) return Admit.ForwardUnanswered;
       if (type === COPY_DONE || type === COPY_FAIL) {

@@ -10,6 +10,7 @@ export const SqlState = {
   invalidPassword: '28P01',
   invalidCatalogName: '3D000',
   tooManyConnections: '53300',
+  configurationLimitExceeded: '53400',
   featureNotSupported: '0A000',
   insufficientPrivilege: '42501',
   queryCanceled: '57014',
