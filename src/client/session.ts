@@ -474,8 +474,10 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     if (server) {
       server.resume();
       server.attach(null);
+      // Half a message was written to it: nothing can make it usable again.
+      if (this.midStream) this.pool.discard(server);
       // A server left mid-transaction, mid-query or mid-COPY is closed by release(), never pooled dirty.
-      this.pool.release(server, this.env.resetOnRelease);
+      else this.pool.release(server, this.env.resetOnRelease);
     }
     if (err) this.env.log.debug({ err: err.message }, 'client session ended with an error');
     this.socket.end();

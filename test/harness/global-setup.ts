@@ -26,8 +26,14 @@ declare module 'vitest' {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // The CLI tests run the compiled `pg-ingress` bin: build while Postgres boots.
   const build = run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: process.cwd() });
+  build.catch(() => undefined); // awaited below, after the cluster is up
   const cluster = await startCluster();
-  await build;
+  try {
+    await build;
+  } catch (err) {
+    await cluster.stop(); // a failed build must not leave a cluster running
+    throw err;
+  }
   const ca = await createCa();
   const leaf = await ca.issue(['localhost', '127.0.0.1']);
   const caFile = join(cluster.dir, 'ca.pem');
