@@ -157,6 +157,9 @@ const fenceReached = (summary: string[]): boolean => {
  * Writes the steps; at a pause, waits until the answers so far have arrived:
  * against PostgreSQL by waiting until it is quiet (and counting), against the
  * proxy by waiting for that count, so that both see the same interleaving.
+ * Quiet is the one timed wait, and it only measures the oracle: PostgreSQL's
+ * answers do not depend on timing, so a pause cut short makes an interleaving
+ * less interesting, never a verdict wrong.
  */
 async function play(conn: RawConn, input: Input, counts: number[] | null, fence: boolean): Promise<Played> {
   const answers = new Answers(conn);
