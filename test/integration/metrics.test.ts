@@ -6,6 +6,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../../src/proxy.js';
 import { listeningCount, startCliProxy } from '../harness/cli.js';
 import { freePort, USERS } from '../harness/postgres.js';
+import { until } from '../harness/poll.js';
 import { LogCapture, pgOptions, startTestProxy, withClient } from '../harness/proxy.js';
 
 let proxy: RunningProxy | null = null;
@@ -72,9 +73,13 @@ describe('metrics endpoint of a single-process proxy', () => {
       await withClient(opts, async (waiter) => {
         await holder.query('BEGIN'); // holds the only server
         const q = waiter.query('SELECT 1');
-        await new Promise((r) => setTimeout(r, 300));
-        const text = await scrape();
         const pool = '{database="app2",user="app_scram"}';
+        // Poll the scrape itself until the waiter shows, and has waited a little (maxwait is what is checked).
+        let text = '';
+        await until('the waiting client in /metrics, waiting 0.2 s or more', async () => {
+          text = await scrape();
+          return value(text, `pgbouncer_pools_client_waiting_connections${pool}`) === 1 && value(text, `pgbouncer_pools_client_maxwait_seconds${pool}`) >= 0.2;
+        });
         expect(value(text, `pgbouncer_pools_client_waiting_connections${pool}`)).toBe(1);
         expect(value(text, `pgbouncer_pools_client_active_connections${pool}`)).toBe(1);
         expect(value(text, `pgbouncer_pools_server_active_connections${pool}`)).toBe(1);
