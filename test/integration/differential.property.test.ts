@@ -22,7 +22,7 @@ import { startTestProxy, testEnv } from '../harness/proxy.js';
 import { errorFields, rawLogin, type RawConn } from '../harness/raw.js';
 import { Answers, bind, close, copyData, copyDone, copyFail, describe as describeMsg, execute, flush, parse, query, sync, typed } from '../harness/wire.js';
 
-const RUNS = Number(process.env.DIFF_RUNS ?? 150);
+const RUNS = Number(process.env.DIFF_RUNS ?? 100);
 const SEED = process.env.DIFF_SEED && /^-?\d+$/.test(process.env.DIFF_SEED) ? Number(process.env.DIFF_SEED) : 0x0d1ff008;
 const USER = { name: 'diff_user', password: 'diff-secret-pw' };
 /** How long a stream may take to reach the fence before it counts as hung. */
