@@ -78,7 +78,7 @@ describe('metrics endpoint of a single-process proxy', () => {
         let text = '';
         await until('the waiting client in /metrics, waiting 0.2 s or more', async () => {
           text = await scrape();
-          return value(text, `pgbouncer_pools_client_waiting_connections${pool}`) === 1 && value(text, `pgbouncer_pools_client_maxwait_seconds${pool}`) >= 0.2;
+          return value(text, `pgbouncer_pools_client_waiting_connections${pool}`) === 1 && (value(text, `pgbouncer_pools_client_maxwait_seconds${pool}`) ?? 0) >= 0.2;
         });
         expect(value(text, `pgbouncer_pools_client_waiting_connections${pool}`)).toBe(1);
         expect(value(text, `pgbouncer_pools_client_active_connections${pool}`)).toBe(1);

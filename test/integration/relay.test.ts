@@ -1,9 +1,10 @@
 // The relay's bounds after login: what streams through unassembled, what is
 // assembled and up to where, and that a streamed frame keeps its server.
 import { afterEach, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import pg from 'pg';
 import postgres from 'postgres';
+import { until } from '../harness/poll.js';
 import { pgOptions, startTestProxy, testEnv, withClient } from '../harness/proxy.js';
 import { USERS } from '../harness/postgres.js';
 import type { RunningProxy } from '../../src/proxy.js';
@@ -104,5 +105,40 @@ describe('large server messages', () => {
       // The server was released after the error and serves the next transaction.
       expect((await c.query('SELECT 3 AS three')).rows[0].three).toBe(3);
     });
+  });
+});
+
+describe('client sockets', () => {
+  /** The proxy's end of the client connection from `clientPort`, as /proc/net/tcp shows it: `tr` 2 is the keepalive timer. */
+  function proxySideTimer(proxyPort: number, clientPort: number): number | null {
+    const hex = (n: number): string => n.toString(16).toUpperCase().padStart(4, '0');
+    for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 6) continue;
+      if (f[1]!.endsWith(`:${hex(proxyPort)}`) && f[2]!.endsWith(`:${hex(clientPort)}`) && f[3] === '01') return Number.parseInt(f[5]!.split(':')[0]!, 16);
+    }
+    return null;
+  }
+
+  async function timerOfIdleClient(overrides: Record<string, unknown>): Promise<number | null> {
+    const p = await start(overrides);
+    return withClient(pgOptions(p.port, 'app1', scram.name, scram.password), async (c) => {
+      await c.query('SELECT 1');
+      const local = (c as unknown as { connection: { stream: { localPort: number } } }).connection.stream.localPort;
+      // Right after a reply the retransmission timer (1) may run until the ACK: wait for the socket to be idle.
+      let timer: number | null = null;
+      await until('the client socket to go idle', () => {
+        timer = proxySideTimer(p.port, local);
+        return timer !== null && timer !== 1;
+      });
+      return timer;
+    });
+  }
+
+  it.runIf(existsSync('/proc/net/tcp'))('have TCP keepalive by default (tcp_keepalive), and not when it is off', async () => {
+    expect(await timerOfIdleClient({ tcp_keepidle: 30 })).toBe(2);
+    await proxy?.close();
+    proxy = null;
+    expect(await timerOfIdleClient({ tcp_keepalive: false })).toBe(0);
   });
 });
