@@ -81,8 +81,6 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private readonly batch = new FrameBatch();
   /** Inside a streamed frame: its server cannot change until the frame is through. */
   private midStream = false;
-  /** The streamed frame is one the server would ignore (a Sync during COPY): its pieces are not written. */
-  private dropStream = false;
   // For the janitor: when the client last did anything, since when a query has run, since when it idles in a transaction.
   private lastActivity = Date.now();
   private busySince = 0;
@@ -188,7 +186,6 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   onFrame(type: number, buf: Buffer, start: number, end: number): boolean {
     const admit = this.admitFrame(type, end - start);
     if (admit === HOLD) return false;
-    if (admit === Admit.Drop) return true;
     const server = this.server!;
     const out = server.outstanding;
     const wasBusy = out.syncPoints > 0;
@@ -205,7 +202,6 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   onFrameStart(type: number, length: number): boolean {
     const admit = this.admitFrame(type, length);
     if (admit === HOLD) return false;
-    this.dropStream = admit === Admit.Drop;
     if (admit === Admit.Forward) {
       const out = this.server!.outstanding;
       const wasBusy = out.syncPoints > 0;
@@ -218,7 +214,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   onFramePart(_type: number, buf: Buffer, start: number, end: number, last: boolean): void {
     this.midStream = !last;
     const server = this.server;
-    if (server && !this.dropStream && this.state !== ClientState.Ended) this.batch.add(server, buf, start, end);
+    if (server && this.state !== ClientState.Ended) this.batch.add(server, buf, start, end);
   }
 
   /**

@@ -9,9 +9,12 @@
 //   - in COPY FROM STDIN the server ignores Sync and Flush, and any other
 //     message than CopyData/CopyDone/CopyFail ends the COPY with an error;
 //   - outside COPY it ignores CopyData, CopyDone and CopyFail.
-// The proxy never forwards what would make this ambiguous: copy messages are
-// held while a Query or Execute could still turn out to be a COPY, and Sync
-// and Flush sent during a COPY are dropped (the server would ignore them).
+// The proxy never forwards what would make this ambiguous, with one exception:
+// copy messages are held while a Query or Execute could still turn out to be a
+// COPY. The exception is a Sync written during a COPY: ignored if the server
+// reads it in COPY, answered if the COPY failed just before. If the COPY then
+// fails, nobody can know which; the server stays with its client (whose answers
+// stay exactly PostgreSQL's) and is closed, never pooled, when the client is done.
 // Only type bytes are looked at; the ring of types is reused, so nothing is
 // allocated per message. https://www.postgresql.org/docs/current/protocol-flow.html
 
@@ -52,8 +55,6 @@ export const enum Admit {
   Forward,
   /** Write it, but it gets no answer: do not record it. */
   ForwardUnanswered,
-  /** Do not write it: the server would ignore it (Sync or Flush during COPY). */
-  Drop,
   /**
    * Not now: wait until the server has answered more (COPY not yet confirmed, or
    * too much outstanding). The server flushes its answers only at Sync or Flush,
@@ -80,6 +81,15 @@ export class Outstanding {
   unsynced = false;
   /** An extended-protocol message failed and no Sync was written after it yet: the server discards everything until one. */
   private skipping = false;
+  /** A Sync was written during this COPY: if the COPY fails, whether it will be answered is unknowable. */
+  private syncInCopy = false;
+  /** That happened: what is owed is no longer known, so this server is never settled again. */
+  tainted = false;
+
+  /** ReadyForQuery messages may come beyond syncPoints (a Sync written during a COPY, or a failed one). Never settled meanwhile. */
+  get uncertain(): boolean {
+    return this.syncInCopy || this.tainted;
+  }
   /** The server is in COPY FROM STDIN (it sent CopyInResponse) and the client has not sent CopyDone or CopyFail. */
   copyIn = false;
   /** Sync points written, and sync points settled (answered or skipped): batch numbers for ServerStatements. */
@@ -88,7 +98,7 @@ export class Outstanding {
 
   /** Nothing owed and no COPY open: the server may be handed to someone else (once its status is idle). */
   get settled(): boolean {
-    return this.length === 0 && !this.copyIn && !this.unsynced && !this.skipping;
+    return this.length === 0 && !this.copyIn && !this.unsynced && !this.skipping && !this.tainted;
   }
 
   /** Decides about one client message before it is written (the frame's type and total length). */
@@ -100,7 +110,11 @@ export class Outstanding {
         this.copyIn = false;
         return Admit.ForwardUnanswered;
       }
-      if (type === SYNC || type === FLUSH) return Admit.Drop;
+      if (type === FLUSH) return Admit.ForwardUnanswered; // answered by nothing, in COPY or not
+      if (type === SYNC) {
+        this.syncInCopy = true; // ignored in COPY; see received(ErrorResponse) for the case it is not
+        return Admit.ForwardUnanswered;
+      }
       return Admit.Violation; // the server would end the COPY with an error at an unknowable point
     }
     if (type === COPY_DATA || type === COPY_DONE || type === COPY_FAIL) {
@@ -161,6 +175,9 @@ export class Outstanding {
         this.popIf(DESCRIBE);
         return true;
       case COMMAND_COMPLETE:
+        this.syncInCopy = false; // the COPY (if one ran) succeeded: every Sync written during it was ignored
+        this.popIf(EXECUTE);
+        return true;
       case EMPTY_QUERY:
       case PORTAL_SUSPENDED:
         this.popIf(EXECUTE); // inside a Query's results they settle nothing: its ReadyForQuery does
@@ -180,13 +197,15 @@ export class Outstanding {
   /** Forgets everything (the server is closed or starts afresh). */
   clear(): void {
     this.head = this.length = this.syncPoints = this.copyCandidates = 0;
-    this.copyIn = this.unsynced = this.skipping = false;
+    this.copyIn = this.unsynced = this.skipping = this.syncInCopy = this.tainted = false;
   }
 
   private onError(): void {
     if (this.length === 0) return; // not an answer: a FATAL before the server closes
     // A COPY that fails is over for the server: what the client sends next is read normally (or skipped, below).
     this.copyIn = false;
+    if (this.syncInCopy) this.tainted = true; // a Sync written during it may have been read after the failure
+    this.syncInCopy = false;
     const head = this.peek();
     // An error in Query, FunctionCall or Sync (a failing COMMIT) is followed by its ReadyForQuery.
     if (head === QUERY || head === FUNCTION_CALL || head === SYNC) return;
