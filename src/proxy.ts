@@ -80,6 +80,8 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     const now = Date.now();
     context.pools.tick(now);
     for (const client of context.clients) client.tick(now);
+    context.authQuery.sweepExpired();
+    context.authThrottle.sweepExpired();
   }, JANITOR_INTERVAL_MS);
   janitor.unref();
   const statsPeriod = setInterval(() => {

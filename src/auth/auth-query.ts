@@ -108,6 +108,12 @@ export class AuthQuery {
     this.limiter = new LookupLimiter(settings.maxConcurrentLookups, settings.maxConcurrentLookups * WAITING_LOOKUPS_PER_SLOT);
   }
 
+  /** Drops expired verifiers and remembered missing databases (the janitor calls it; at most one sweep a second). */
+  sweepExpired(): void {
+    this.cache.sweepIfDue();
+    this.missingDatabases.sweepIfDue();
+  }
+
   /** Sizes of everything a stranger can grow, for tests and diagnostics. */
   get usage(): { cached: number; missingDatabases: number; running: number; waiting: number; inflight: number; pools: number } {
     return { cached: this.cache.size, missingDatabases: this.missingDatabases.size, running: this.limiter.running, waiting: this.limiter.waiting, inflight: this.inflight.size, pools: this.pools.size };

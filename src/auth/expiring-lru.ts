@@ -63,6 +63,11 @@ export class ExpiringLru<V> {
     this.entries.delete(key);
   }
 
+  /** Sweeps if a sweep is due (the janitor calls it, so an idle proxy sheds what expired too). */
+  sweepIfDue(): void {
+    if (this.now() >= this.nextSweep) this.sweep();
+  }
+
   /** Removes every expired entry; returns how many went. */
   sweep(): number {
     const now = this.now();

@@ -45,6 +45,11 @@ export class AuthThrottle {
     return this.entries.size;
   }
 
+  /** Drops expired failure counts (the janitor calls it; at most one sweep a second). */
+  sweepExpired(): void {
+    this.entries.sweepIfDue();
+  }
+
   /** The error to refuse this login with while its address is blocked, else null. Counts the refusal. */
   refusal(address: string, database: string): PgError | null {
     if (this.settings.limit === 0) return null;

@@ -68,6 +68,18 @@ describe('ExpiringLru', () => {
     expect(lru.keys()).toEqual(['b']);
   });
 
+  it('sweepIfDue() (the janitor) sheds expired entries without a write, at most once per sweepEveryMs', () => {
+    const c = clock();
+    const lru = new ExpiringLru<number>(100, { now: c.now, sweepEveryMs: 1000 });
+    for (let i = 0; i < 20; i++) lru.set(`u${i}`, i, 100);
+    c.advance(500);
+    lru.sweepIfDue(); // not due yet
+    expect(lru.size).toBe(20);
+    c.advance(500);
+    lru.sweepIfDue();
+    expect(lru.size).toBe(0);
+  });
+
   it('refuses a capacity below 1', () => {
     expect(() => new ExpiringLru(0)).toThrow(RangeError);
   });
