@@ -122,7 +122,7 @@ export class Outstanding {
       return this.copyCandidates > 0 ? Admit.Hold : Admit.ForwardUnanswered;
     }
     // Fixed-length messages with a body are malformed; the server's handling of them would differ by message.
-    if ((type === SYNC || type === FLUSH || type === COPY_DONE) && frameLength !== 5) return Admit.Violation;
+    if ((type === SYNC || type === FLUSH) && frameLength !== 5) return Admit.Violation;
     if (type === FLUSH) return Admit.ForwardUnanswered;
     if (this.length >= MAX_OUTSTANDING) return Admit.Hold;
     return Admit.Forward;
