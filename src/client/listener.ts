@@ -109,7 +109,7 @@ export class Listener {
       const { mode, pool, server } = session;
       if (deadline.expired || stream.destroyed || !admit()) {
         // Too late, or no room: the login's server goes back untouched.
-        pool.release(server, false);
+        if (server) pool.release(server, false);
         if (!deadline.expired && !stream.destroyed) throw fatal(SqlState.tooManyConnections, 'no more connections allowed (max_client_conn)');
         return;
       }
@@ -138,9 +138,9 @@ export class Listener {
       pool.clientJoined();
       proxy.clients.add(client);
       const keys = proxy.cancels.register(client);
-      welcome(stream, server, keys);
-      // Transaction and statement pooling: the login's server goes back until the first query.
-      if (pooled) pool.release(server, proxy.config.server_reset_query_always);
+      welcome(stream, session.reported, keys);
+      // Transaction and statement pooling: the login's server (if it needed one) goes back until the first query.
+      if (pooled && server) pool.release(server, proxy.config.server_reset_query_always);
       session.log.debug({ tls: negotiated.tls !== null }, 'client logged in');
       client.start(session.pending);
     } catch (err) {

@@ -17,7 +17,7 @@ import { poolSettings } from '../pool/settings.js';
 import type { ServerCredentials } from '../pool/server-login.js';
 import type { ServerConnection } from '../pool/server.js';
 import type { ProxyContext } from '../context.js';
-import { clientParameters, parameterSync } from './parameters.js';
+import { cachedLoginParameters, clientParameters, parameterSync, reportedParameters } from './parameters.js';
 import { route, type Route } from './router.js';
 import type { Negotiated } from './handshake.js';
 import { translate } from './login-errors.js';
@@ -31,7 +31,10 @@ export interface LoggedIn {
   /** Bytes the client sent after the login's last message, in order, for the relay. */
   pending: Buffer;
   pool: Pool;
-  server: ServerConnection;
+  /** The login's server; null when the pool's cached welcome answered the login (transaction/statement mode). */
+  server: ServerConnection | null;
+  /** The ParameterStatus values to welcome the client with. */
+  reported: ReadonlyMap<string, string>;
   params: Map<string, string>;
   log: ConnLogger;
 }
@@ -53,6 +56,16 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Conn
   const size = target.entry.pool_size ?? userEntry?.pool_size ?? config.default_pool_size;
   const pool = proxy.pools.get(database, address, poolSettings(config, size, mode));
   pool.setCredentials(credentials);
+  // Transaction and statement pooling: a login the pool's last server login can answer takes no server,
+  // so it never waits behind busy clients (PgBouncer's cached welcome). The first query waits as any does.
+  if (mode !== 'session' && pool.welcome) {
+    const params = cachedLoginParameters(proxy.parameters, wanted, pool.welcome.params);
+    if (params) {
+      const refusal = superuserRefusal(config.allow_superuser, user, pool.welcome.superuser, pool.welcome.superuserMember);
+      if (refusal) throw refusal;
+      return { mode, socket, pending: frames.detach(), pool, server: null, reported: reportedParameters(pool.welcome.params, params), params, log };
+    }
+  }
   let server: ServerConnection;
   let params: Map<string, string>;
   try {
@@ -63,20 +76,10 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Conn
     throw translate(err);
   }
   try {
-    if (server.params.get('is_superuser') === 'on' && !config.allow_superuser) {
+    const refusal = superuserRefusal(config.allow_superuser, user, server.params.get('is_superuser') === 'on', server.superuserMember === true);
+    if (refusal) {
       pool.discard(server);
-      throw fatal(SqlState.insufficientPrivilege, `superuser "${user}" may not log in through pg-ingress`, {
-        detail: 'superuser logins through the internet-facing pooler are refused by policy (allow_superuser is off)',
-        hint: 'connect to the database directly from inside the cluster (for example `kubectl run psql`), or use a non-superuser role',
-      });
-    }
-    // SET ROLE would make it one: the same policy, or the refusal above is one statement away.
-    if (server.superuserMember === true && !config.allow_superuser) {
-      pool.discard(server);
-      throw fatal(SqlState.insufficientPrivilege, `role "${user}" may not log in through pg-ingress: it is a member of a superuser role`, {
-        detail: 'a member of a superuser role becomes a superuser with SET ROLE; such logins through the internet-facing pooler are refused by policy (allow_superuser is off)',
-        hint: 'log in with a role that is not a member of a superuser role, or connect directly from inside the cluster',
-      });
+      throw refusal;
     }
     params = clientParameters(proxy.parameters, wanted, server);
     const sync = parameterSync(proxy.parameters, params, server);
@@ -87,7 +90,25 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Conn
     else if (!server.closed) pool.discard(server);
     throw translate(err);
   }
-  return { mode, socket, pending: frames.detach(), pool, server, params, log };
+  return { mode, socket, pending: frames.detach(), pool, server, reported: server.params, params, log };
+}
+
+/** The superuser policy (allow_superuser off): a superuser, or a member of a superuser role (SET ROLE makes it one), is refused. */
+function superuserRefusal(allowed: boolean, user: string, superuser: boolean, member: boolean): PgError | null {
+  if (allowed) return null;
+  if (superuser) {
+    return fatal(SqlState.insufficientPrivilege, `superuser "${user}" may not log in through pg-ingress`, {
+      detail: 'superuser logins through the internet-facing pooler are refused by policy (allow_superuser is off)',
+      hint: 'connect to the database directly from inside the cluster (for example `kubectl run psql`), or use a non-superuser role',
+    });
+  }
+  if (member) {
+    return fatal(SqlState.insufficientPrivilege, `role "${user}" may not log in through pg-ingress: it is a member of a superuser role`, {
+      detail: 'a member of a superuser role becomes a superuser with SET ROLE; such logins through the internet-facing pooler are refused by policy (allow_superuser is off)',
+      hint: 'log in with a role that is not a member of a superuser role, or connect directly from inside the cluster',
+    });
+  }
+  return null;
 }
 
 /** What a StartupMessage asks for, once it passed the checks every login goes through. */
@@ -174,9 +195,9 @@ export async function authenticate(proxy: ProxyContext, startup: Startup, user: 
 }
 
 /** Sends the rest of the welcome: parameters, our cancel key, ReadyForQuery. */
-export function welcome(socket: Duplex, server: ServerConnection, keys: { processId: number; secretKey: number }): void {
+export function welcome(socket: Duplex, reported: ReadonlyMap<string, string>, keys: { processId: number; secretKey: number }): void {
   const parts: Buffer[] = [];
-  for (const [name, value] of server.params) parts.push(backend.parameterStatus(name, value));
+  for (const [name, value] of reported) parts.push(backend.parameterStatus(name, value));
   parts.push(backend.backendKeyData(keys.processId, keys.secretKey), backend.readyForQuery('I'));
   socket.write(Buffer.concat(parts));
 }

@@ -89,6 +89,31 @@ export function clientParameters(policy: ParameterPolicy, wanted: ReadonlyMap<st
   return params;
 }
 
+/** application_name values PostgreSQL reports back exactly as sent: printable ASCII, within NAMEDATALEN. */
+const VERBATIM_APPLICATION_NAME = /^[\x20-\x7e]{0,63}$/;
+
+/**
+ * The client's tracked values when a login can be answered from a pool's
+ * cached session defaults, without a server: every value it asked for is the
+ * default already, or an application_name the server would report as sent.
+ * null when a server must see them first (to check or canonicalize them).
+ */
+export function cachedLoginParameters(policy: ParameterPolicy, wanted: ReadonlyMap<string, string>, defaults: ReadonlyMap<string, string>): Map<string, string> | null {
+  for (const [name, value] of wanted) {
+    if (defaults.get(name) === value) continue;
+    if (name === 'application_name' && defaults.has(name) && VERBATIM_APPLICATION_NAME.test(value)) continue;
+    return null;
+  }
+  return clientParameters(policy, wanted, { initialParams: defaults, params: new Map() });
+}
+
+/** What a login reports in ParameterStatus from cached defaults: the defaults, with the client's own values. */
+export function reportedParameters(defaults: ReadonlyMap<string, string>, client: ReadonlyMap<string, string>): Map<string, string> {
+  const reported = new Map(defaults);
+  for (const [name, value] of client) if (reported.has(name)) reported.set(name, value);
+  return reported;
+}
+
 /** True when the server already has the client's values: no round trip needed (checked without allocating). */
 export function parametersAgree(policy: ParameterPolicy, client: ReadonlyMap<string, string>, server: ParameterHolder): boolean {
   for (const [name, value] of client) if (server.params.get(name) !== value) return false;

@@ -42,6 +42,15 @@ export interface PoolSettings {
   checkSuperuserMembership?: boolean;
 }
 
+/** A pool's cached login answer (see Pool.welcome). */
+export interface PoolWelcome {
+  /** ParameterStatus values at login: the session defaults. */
+  readonly params: ReadonlyMap<string, string>;
+  readonly superuser: boolean;
+  /** A member of a superuser role (SET ROLE makes it one), when that was asked. */
+  readonly superuserMember: boolean;
+}
+
 /** Limits shared between pools (max_db_connections, max_user_connections). */
 export interface PoolLimits {
   mayOpen(pool: Pool): boolean;
@@ -131,6 +140,13 @@ export class Pool {
   unusedTooLong(now: number): boolean {
     return this.settings.unusedTimeoutMs > 0 && !this.inUse && now - this.lastInUseAt >= this.settings.unusedTimeoutMs;
   }
+
+  /**
+   * What the newest server of this pool said at login: its session defaults and
+   * whether its role is (or can become) a superuser. A transaction-mode login
+   * completes from it without taking a server (as PgBouncer's welcome message).
+   */
+  welcome: PoolWelcome | null = null;
 
   /** Remembers how to log in as this pool's user (from the latest successful client login). */
   setCredentials(credentials: ServerCredentials): void {
@@ -406,6 +422,8 @@ export class Pool {
         this.retryAt = 0;
         // Jittered so that servers opened together are not all closed together.
         server.expiresAt = this.settings.lifetimeMs > 0 ? server.createdAt + this.settings.lifetimeMs * (0.85 + 0.15 * Math.random()) : Infinity;
+        // Each new server refreshes it: a changed role or default shows within server_lifetime.
+        this.welcome = { params: server.initialParams, superuser: server.initialParams.get('is_superuser') === 'on', superuserMember: server.superuserMember === true };
         server.stream.on('close', () => this.forget(server));
         this.log.debug({ server: server.id }, 'server connection opened');
         this.makeIdle(server);

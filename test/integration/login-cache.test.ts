@@ -1,0 +1,77 @@
+// Logins need no server in transaction mode once the pool has logged in once:
+// the pool's cached welcome (session defaults, superuser status) answers them,
+// as PgBouncer's does, so a login never waits behind busy clients.
+import { afterEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { adminSql, USERS } from '../harness/postgres.js';
+import { pgOptions, startTestProxy, testEnv } from '../harness/proxy.js';
+import type { RunningProxy } from '../../src/proxy.js';
+
+const { scram } = USERS;
+let proxy: RunningProxy | null = null;
+const open: pg.Client[] = [];
+
+afterEach(async () => {
+  for (const c of open.splice(0)) await c.end().catch(() => undefined);
+  await proxy?.close();
+  proxy = null;
+});
+
+async function client(port: number, extra: Partial<pg.ClientConfig> = {}): Promise<{ c: pg.Client; status: Map<string, string> }> {
+  const c = new pg.Client({ ...pgOptions(port, 'app1', scram.name, scram.password), ...extra });
+  c.on('error', () => undefined);
+  const status = new Map<string, string>();
+  (c as unknown as { connection: pg.Connection }).connection.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) => status.set(m.parameterName, m.parameterValue));
+  await c.connect();
+  open.push(c);
+  return { c, status };
+}
+
+const backendsOfScram = async (): Promise<number> => Number(await adminSql(testEnv().cluster, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${scram.name}' AND datname = 'app1' AND application_name LIKE 'login-cache%'`));
+
+describe('transaction-mode logins without a server', () => {
+  it('complete while the only server is held in a transaction, and report what a server would', async () => {
+    proxy = await startTestProxy({ pool_mode: 'transaction', default_pool_size: 1 });
+    const first = await client(proxy.port, { application_name: 'login-cache-first' }); // the pool's first login goes upstream
+    await first.c.query('BEGIN'); // holds the only server
+    // With the server busy, a new login can only complete if nothing upstream is needed.
+    const second = await client(proxy.port, { application_name: 'login-cache-second' });
+    expect(second.status.get('application_name')).toBe('login-cache-second');
+    for (const name of ['server_version', 'client_encoding', 'DateStyle', 'TimeZone', 'integer_datetimes', 'standard_conforming_strings', 'is_superuser']) {
+      expect(second.status.get(name), name).toBe(first.status.get(name));
+    }
+    // Its first query waits for the server as any query does, and then runs with its own application_name.
+    const q = second.c.query("SELECT current_setting('application_name') AS app");
+    await first.c.query('COMMIT');
+    expect((await q).rows[0].app).toBe('login-cache-second');
+    expect(await backendsOfScram()).toBeLessThanOrEqual(1);
+  });
+
+  it('still go upstream when a value needs the server to check it (an unknown TimeZone is refused as PostgreSQL refuses it)', async () => {
+    proxy = await startTestProxy({ pool_mode: 'transaction', default_pool_size: 1 });
+    await client(proxy.port, { application_name: 'login-cache-warm' });
+    const bad = new pg.Client({ ...pgOptions(proxy.port, 'app1', scram.name, scram.password), options: '-c TimeZone=Nowhere/Atlantis' });
+    bad.on('error', () => undefined);
+    const err = await bad.connect().then(
+      () => null,
+      (e: { code?: string }) => e,
+    );
+    await bad.end().catch(() => undefined);
+    expect(err?.code).toBe('22023');
+  });
+
+  it('refuse a superuser from the cache too', async () => {
+    proxy = await startTestProxy({ pool_mode: 'transaction', default_pool_size: 1 });
+    const opts = pgOptions(proxy.port, 'app1', USERS.admin.name, USERS.admin.password);
+    for (let i = 0; i < 2; i++) {
+      const c = new pg.Client(opts);
+      c.on('error', () => undefined);
+      const err = await c.connect().then(
+        () => null,
+        (e: { code?: string }) => e,
+      );
+      await c.end().catch(() => undefined);
+      expect(err?.code, `login ${i + 1}`).toBe('42501');
+    }
+  });
+});
