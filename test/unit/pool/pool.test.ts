@@ -28,6 +28,9 @@ class FakeServer {
   /** Whether the client left it idle (isClean also needs it open). */
   clean = true;
   cancelsInFlight = 0;
+  // What a login reported: the pool caches it as its welcome.
+  readonly initialParams = new Map([['application_name', ''], ['is_superuser', 'off']]);
+  readonly superuserMember: boolean | null = null;
   readonly processId = 4242;
   readonly secretKey = 77;
   readonly statements = new ServerStatements(10);
@@ -162,6 +165,21 @@ describe('Pool', () => {
     expect(connector.calls).toBe(1);
     expect(a.server).toBe(connector.opened[0]);
     expect(pool.total).toBe(1);
+  });
+
+  it('keeps the welcome of its newest server: session defaults and superuser status, for logins without a server', async () => {
+    const connector = new FakeConnector();
+    const pool = makePool(connector, { size: 2 });
+    expect(pool.welcome).toBeNull(); // nothing logged in yet: the first login must go upstream
+    const a = track(pool.acquire());
+    await settle();
+    expect(pool.welcome).toMatchObject({ superuser: false, superuserMember: false });
+    expect(pool.welcome!.params.get('application_name')).toBe('');
+    const b = track(pool.acquire());
+    await settle();
+    expect(b.server).toBe(connector.opened[1]);
+    expect(pool.welcome!.params).toBe(connector.opened[1]!.initialParams); // refreshed by the newer server
+    expect(a.server).toBe(connector.opened[0]);
   });
 
   it('serves waiting clients first come, first served', async () => {
