@@ -125,9 +125,14 @@ export class PreparedStatements {
       return true;
     }
     this.evict(server, serverName, send);
-    server.statements.expectParse(Answer.Forward, server.sentBatches, serverName);
+    server.statements.expectParse(Answer.Forward, server.sentBatches, serverName, name);
     send(frontend.buildParse(serverName, body));
     return true;
+  }
+
+  /** The server refused the client's Parse of `name`: it has no such statement now, as in PostgreSQL. */
+  forgetFailed(name: string, serverName: string): void {
+    if (this.byName.get(name)?.serverName === serverName) this.forget(name);
   }
 
   /** Throws if keeping `name` with a body of `bodyLength` bytes would pass a limit. */

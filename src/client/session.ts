@@ -381,6 +381,10 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     this.env.prepared?.forgetAll();
   }
 
+  onServerParsesFailed(failed: readonly (readonly [string, string])[]): void {
+    for (const [name, serverName] of failed) this.env.prepared?.forgetFailed(name, serverName);
+  }
+
   onServerAnswered(ready: boolean): void {
     const server = this.server;
     if (!server || this.state === ClientState.Ended) return;

@@ -20,6 +20,8 @@ interface Expectation {
   batch: number;
   /** For a Parse: the statement it creates, forgotten if the Parse fails. */
   statement: string | null;
+  /** For a client's own Parse: its name for the statement. */
+  client: string | null;
 }
 
 export class ServerStatements {
@@ -82,17 +84,31 @@ export class ServerStatements {
     return evicted;
   }
 
+  /**
+   * The clients' Parses that failed since the last call, as (client name, server
+   * name): the client must forget the name, as PostgreSQL would have no such
+   * statement. null when none (the usual case: nothing allocated).
+   */
+  takeFailedParses(): [string, string][] | null {
+    const failed = this.failedParses;
+    this.failedParses = null;
+    return failed;
+  }
+
+  private failedParses: [string, string][] | null = null;
+
   /** Everything was deallocated (DISCARD ALL, DEALLOCATE ALL). */
   clear(): void {
     this.names.clear();
   }
 
-  expectParse(answer: Answer, batch: number, statement: string | null): void {
-    this.parses.push({ answer, batch, statement });
+  /** @param client the client's own name for the statement, when its Parse is the one sent (forgotten if it fails) */
+  expectParse(answer: Answer, batch: number, statement: string | null, client: string | null = null): void {
+    this.parses.push({ answer, batch, statement, client });
   }
 
   expectClose(answer: Answer, batch: number): void {
-    this.closes.push({ answer, batch, statement: null });
+    this.closes.push({ answer, batch, statement: null, client: null });
   }
 
   onParseComplete(): Answer {
@@ -108,6 +124,7 @@ export class ServerStatements {
     while (this.parses.length > 0 && this.parses[0]!.batch < done) {
       const failed = this.parses.shift()!;
       if (failed.statement !== null) this.names.delete(failed.statement);
+      if (failed.client !== null && failed.statement !== null) (this.failedParses ??= []).push([failed.client, failed.statement]);
     }
     while (this.closes.length > 0 && this.closes[0]!.batch < done) this.closes.shift();
   }

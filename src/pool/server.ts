@@ -36,6 +36,8 @@ export interface ServerOwner {
   onServerAnswered?(ready: boolean): void;
   /** The server confirmed DEALLOCATE ALL or DISCARD ALL: every prepared statement on it is gone. */
   onServerStatementsCleared?(): void;
+  /** These Parses of the owner's failed: (its name, the server's name). */
+  onServerParsesFailed?(failed: readonly (readonly [string, string])[]): void;
   /** The connection is gone (closed by the server, the network, or us). */
   onServerClosed(err: Error | null): void;
 }
@@ -182,6 +184,7 @@ export class ServerConnection implements FrameSink {
 
   attach(owner: ServerOwner | null): void {
     if (this.state === ServerState.Closed) return;
+    this.statements.takeFailedParses(); // a previous owner's: never another client's business
     this.owner = owner;
     this.lastUsedAt = Date.now();
     if (this.state !== ServerState.Internal) this.move(owner ? ServerState.Owned : ServerState.Ready);
@@ -331,6 +334,10 @@ export class ServerConnection implements FrameSink {
     }
     this.paramEvents.length = 0;
     if (this.statementsCleared) owner.onServerStatementsCleared?.();
+    if (this.sawReady) {
+      const failed = this.statements.takeFailedParses();
+      if (failed) owner.onServerParsesFailed?.(failed);
+    }
     if (this.answered) owner.onServerAnswered?.(this.sawReady);
   }
 

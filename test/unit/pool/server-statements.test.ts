@@ -57,6 +57,18 @@ describe('ServerStatements', () => {
     expect(s.has('later')).toBe(true); // answered: kept
   });
 
+  it('reports the failed Parses a client sent, once, with its own name; hidden Parses are not reported', () => {
+    const s = new ServerStatements(10);
+    s.add('pgi_a', null);
+    s.expectParse(Answer.Forward, 0, 'pgi_a', 'mine');
+    s.add('pgi_b', null);
+    s.expectParse(Answer.Swallow, 0, 'pgi_b'); // a hidden re-prepare: no client name
+    expect(s.takeFailedParses()).toBeNull();
+    s.onReady(1);
+    expect(s.takeFailedParses()).toEqual([['mine', 'pgi_a']]);
+    expect(s.takeFailedParses()).toBeNull();
+  });
+
   it('clear() forgets every statement (DISCARD ALL, DEALLOCATE ALL)', () => {
     const s = new ServerStatements(10);
     s.add('a', null);
