@@ -74,6 +74,14 @@ export interface ParameterHolder {
   readonly params: Map<string, string>;
   /** Values reported at login, before any client touched the server: the session defaults. */
   readonly initialParams: ReadonlyMap<string, string>;
+  /** Names of untracked settings a client left on it (SET work_mem …), also in `params`: reset for anyone else. */
+  readonly sessionSettings?: Set<string>;
+}
+
+/** Set on the server but neither a default nor the client's: to be RESET before the client uses it. */
+function leftover(policy: ParameterPolicy, name: string, client: ReadonlyMap<string, string>, server: ParameterHolder): boolean {
+  if (client.has(name) || server.initialParams.has(name)) return false;
+  return policy.canonical(name) === name || server.sessionSettings?.has(name) === true;
 }
 
 /**
@@ -118,9 +126,7 @@ export function reportedParameters(defaults: ReadonlyMap<string, string>, client
 export function parametersAgree(policy: ParameterPolicy, client: ReadonlyMap<string, string>, server: ParameterHolder): boolean {
   for (const [name, value] of client) if (server.params.get(name) !== value) return false;
   if (server.params.size === server.initialParams.size) return true; // nothing unreported was set
-  for (const name of server.params.keys()) {
-    if (!client.has(name) && !server.initialParams.has(name) && policy.canonical(name) === name) return false;
-  }
+  for (const name of server.params.keys()) if (leftover(policy, name, client, server)) return false;
   return true;
 }
 
@@ -133,18 +139,22 @@ export function parametersAgree(policy: ParameterPolicy, client: ReadonlyMap<str
 export function parameterSync(policy: ParameterPolicy, client: Map<string, string>, server: ParameterHolder): { sql: string; done: () => void } {
   const set = parameterSyncSql(client, server.params);
   const resets: string[] = [];
-  for (const name of server.params.keys()) {
-    if (!client.has(name) && !server.initialParams.has(name) && policy.canonical(name) === name) resets.push(name);
-  }
+  for (const name of server.params.keys()) if (leftover(policy, name, client, server)) resets.push(name);
   const sql = (set ? `${set};` : '') + resets.map((n) => `RESET ${n};`).join('');
   return {
     sql,
     done() {
-      for (const name of resets) server.params.delete(name);
+      for (const name of resets) {
+        server.params.delete(name);
+        server.sessionSettings?.delete(name);
+      }
       for (const [name, value] of client) {
         // Reported parameters come back canonical (ParameterStatus); keep that form on both sides.
         if (server.initialParams.has(name)) client.set(name, server.params.get(name) ?? value);
-        else server.params.set(name, value);
+        else {
+          server.params.set(name, value);
+          if (policy.canonical(name) !== name) server.sessionSettings?.add(name);
+        }
       }
     },
   };
@@ -185,4 +195,37 @@ function unsupported(name: string): PgError {
   return fatal(SqlState.protocolViolation, `unsupported startup parameter: ${name}`, {
     hint: 'add it to ignore_startup_parameters (or track_extra_parameters) in the pg-ingress configuration',
   });
+}
+
+/** What a server's session has set besides its defaults: read when a client ran SET or RESET. */
+export const SESSION_SETTINGS = "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'";
+
+// A setting name RESET can name unquoted (built-in and custom names: identifiers joined by dots).
+const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$/;
+
+/**
+ * Takes what a server reported of its session settings as the client's own:
+ * every setting the server does not report by ParameterStatus (those follow
+ * their own path) and that is set in this session. The server's record is made
+ * to match, so that the next client of it gets them reset. A name that cannot
+ * be reset safely leaves the server dirty (closed when given back).
+ */
+export function adoptSessionSettings(policy: ParameterPolicy, rows: readonly string[][], client: Map<string, string>, server: ParameterHolder & { dirty: boolean; readonly sessionSettings: Set<string> }): void {
+  const found = new Map<string, string>();
+  for (const [name, setting] of rows) {
+    if (name === undefined || setting === undefined || server.initialParams.has(name)) continue; // reported: ParameterStatus carries it
+    if (!SETTING_NAME.test(name)) {
+      server.dirty = true;
+      continue;
+    }
+    found.set(policy.canonical(name) ?? name, setting);
+  }
+  for (const name of [...client.keys()]) if (!server.initialParams.has(name) && !found.has(name)) client.delete(name);
+  for (const [name, value] of found) client.set(name, value);
+  for (const name of [...server.params.keys()]) if (!server.initialParams.has(name) && !found.has(name)) server.params.delete(name);
+  server.sessionSettings.clear();
+  for (const [name, value] of found) {
+    server.params.set(name, value);
+    if (policy.canonical(name) !== name) server.sessionSettings.add(name);
+  }
 }

@@ -7,6 +7,8 @@
 //   held       attached, input held until the server answers more (a COPY not yet
 //              confirmed, or too much outstanding): see protocol/outstanding.ts
 //   throttled  attached, input paused until the server's socket drains
+//   capturing  its transaction ended after a SET or RESET: reading which settings it now
+//              has before the server goes back; input held
 //   ended      left or thrown out; its server went back to the pool or was closed
 // Session mode stays attached from login to the end. Transaction mode releases
 // the server when it owes nothing and is idle (releaseIfDone, the one place
@@ -30,7 +32,7 @@ import type { Cancellable } from '../pool/cancel.js';
 import type { Pool } from '../pool/pool.js';
 import { PipelinedIntoCopyError, ServerProtocolError, type ServerConnection, type ServerOwner } from '../pool/server.js';
 import type { PoolCounters } from '../stats/counters.js';
-import { parametersAgree, parameterSync, type ParameterPolicy } from './parameters.js';
+import { adoptSessionSettings, parametersAgree, parameterSync, SESSION_SETTINGS, type ParameterPolicy } from './parameters.js';
 import type { PreparedStatements } from './prepared.js';
 import { translate } from './login-errors.js';
 
@@ -47,6 +49,7 @@ export const enum ClientState {
   Active,
   Held,
   Throttled,
+  Capturing,
   Ended,
 }
 
@@ -152,8 +155,8 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     const from = this.state;
     if (from === ClientState.Ended) return;
     this.state = to;
-    const paused = to === ClientState.Waiting || to === ClientState.Held || to === ClientState.Throttled || to === ClientState.Ended;
-    const wasPaused = from === ClientState.Waiting || from === ClientState.Held || from === ClientState.Throttled;
+    const paused = to === ClientState.Waiting || to === ClientState.Held || to === ClientState.Throttled || to === ClientState.Capturing || to === ClientState.Ended;
+    const wasPaused = from === ClientState.Waiting || from === ClientState.Held || from === ClientState.Throttled || from === ClientState.Capturing;
     if (paused && !wasPaused) this.socket.pause();
     else if (!paused && wasPaused) this.socket.resume();
   }
@@ -227,6 +230,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
       case ClientState.Ended:
       case ClientState.Waiting:
       case ClientState.Held:
+      case ClientState.Capturing:
         return HOLD; // replayed when the wait is over (an ended session reads no more)
       case ClientState.Idle:
         if (type === TERMINATE) return this.terminate();
@@ -352,11 +356,40 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     const server = this.server;
     if (!server || this.env.mode === 'session' || this.midStream || !server.isClean) return false;
     if (this.state !== ClientState.Active && this.state !== ClientState.Throttled) return false;
+    if (server.sessionChanged) {
+      this.captureSession(server); // releases it once the settings are known
+      return true;
+    }
     this.server = null;
     server.resume();
     this.move(ClientState.Idle);
     this.pool.release(server, this.env.resetOnRelease);
     return true;
+  }
+
+  /**
+   * The client ran SET or RESET: ask the server which settings it now has
+   * (pg_settings, source 'session'), keep them as this client's own, to be
+   * applied wherever it goes next and reset for anyone else, then release it.
+   * Nothing is parsed from the client's SQL; the server says what changed.
+   */
+  private captureSession(server: ServerConnection): void {
+    server.sessionChanged = false;
+    this.move(ClientState.Capturing);
+    const rows: string[][] = [];
+    server.runInternal(SESSION_SETTINGS, rows).then(
+      () => {
+        if (this.state === ClientState.Ended) return; // its end() gave the server back (closed: it was busy)
+        adoptSessionSettings(this.env.parameters, rows, this.params, server);
+        this.move(ClientState.Active);
+        this.releaseIfDone();
+        this.deliver(null);
+      },
+      (err: unknown) => {
+        if (this.state === ClientState.Ended) return;
+        this.fail(translate(err) as PgError);
+      },
+    );
   }
 
   // --- server → client (each entry guarded: a fault ends this client only)
@@ -445,7 +478,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   // --- timeouts (called by the janitor)
 
   tick(now: number): void {
-    if (this.state === ClientState.Ended || this.state === ClientState.Waiting) return;
+    if (this.state === ClientState.Ended || this.state === ClientState.Waiting || this.state === ClientState.Capturing) return;
     const t = this.env.timeouts;
     if (t.queryTimeoutMs > 0 && this.busySince > 0 && now - this.busySince > t.queryTimeoutMs) {
       this.fail(fatal(SqlState.queryCanceled, 'query_timeout: query ran longer than query_timeout', { hint: 'raise query_timeout, or set a server-side statement_timeout below it' }));

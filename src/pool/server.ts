@@ -62,6 +62,7 @@ const Z = 0x5a;
 const S = 0x53;
 const E = 0x45;
 const C = 0x43;
+const DATA_ROW = 0x44;
 const PARSE_COMPLETE = 0x31;
 const CLOSE_COMPLETE = 0x33;
 /** Server messages assembled whole to be read; all others stream through, whatever their size. */
@@ -91,6 +92,12 @@ export class ServerConnection implements FrameSink {
   status = 'I';
   /** What it still owes, message by message. */
   readonly outstanding = new Outstanding();
+  /** Its client ran SET or RESET (CommandComplete says so): which settings it changed must be read before it goes back. */
+  sessionChanged = false;
+  /** Settings other than the tracked parameters that it has now besides its defaults (pg_settings source = 'session'). */
+  readonly sessionSettings = new Set<string>();
+  /** Left in a state it cannot be brought back from (a setting whose name cannot be reset safely): closed when given back. */
+  dirty = false;
   /** CancelRequests sent for this server whose cancel connection has not closed yet (the pool holds it aside meanwhile). */
   cancelsInFlight = 0;
   /** Renamed prepared statements this server holds (transaction pooling). */
@@ -99,7 +106,7 @@ export class ServerConnection implements FrameSink {
 
   private owner: ServerOwner | null = null;
   private readonly framer: Framer;
-  private internal: { resolve: () => void; reject: (e: Error) => void; error: Error | null } | null = null;
+  private internal: { resolve: () => void; reject: (e: Error) => void; error: Error | null; rows: string[][] | null } | null = null;
   private paramEvents: [string, string][] = [];
   private readonly batch = new FrameBatch();
   private readonly toOwner = { write: (b: Buffer): void => this.owner?.onServerData(b) };
@@ -123,7 +130,7 @@ export class ServerConnection implements FrameSink {
     this.secretKey = login.secretKey;
     this.superuserMember = login.superuserMember;
     // After login the server's messages stream through; only what pooling reads is assembled, and that is bounded.
-    this.framer = new Framer(SERVER_MAX_ASSEMBLED, (type) => !READ_WHOLE.has(type) && !(type === E && this.state === ServerState.Internal), 0x7fffffff);
+    this.framer = new Framer(SERVER_MAX_ASSEMBLED, (type) => !READ_WHOLE.has(type) && !((type === E || type === DATA_ROW) && this.state === ServerState.Internal), 0x7fffffff);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.owner?.onServerDrain?.()); // one listener for the server's life, whoever owns it
     socket.on('error', () => undefined); // 'close' follows and carries the consequence
@@ -179,7 +186,7 @@ export class ServerConnection implements FrameSink {
    * open COPY, no unsynced extended message), and no hidden statement answer due.
    */
   get isClean(): boolean {
-    return (this.state === ServerState.Ready || this.state === ServerState.Owned) && this.status === 'I' && this.outstanding.settled && this.statements.idle;
+    return (this.state === ServerState.Ready || this.state === ServerState.Owned) && this.status === 'I' && this.outstanding.settled && this.statements.idle && !this.dirty;
   }
 
   attach(owner: ServerOwner | null): void {
@@ -204,12 +211,12 @@ export class ServerConnection implements FrameSink {
     this.socket.uncork();
   }
 
-  /** Runs a query of our own (reset, SET), swallowing its results; rejects with the server's error. */
-  runInternal(sql: string): Promise<void> {
+  /** Runs a query of our own (reset, SET), swallowing its results (or collecting its rows, as text, into `rows`); rejects with the server's error. */
+  runInternal(sql: string, rows: string[][] | null = null): Promise<void> {
     if (this.state === ServerState.Closed) return Promise.reject(new ServerConnectError('server connection is closed'));
     if (this.state === ServerState.Internal) return Promise.reject(new ServerProtocolError('a query of our own is already running'));
     return new Promise((resolve, reject) => {
-      this.internal = { resolve, reject, error: null };
+      this.internal = { resolve, reject, error: null, rows };
       this.move(ServerState.Internal);
       this.outstanding.sent(0x51);
       this.socket.write(serialize.query(sql));
@@ -259,8 +266,15 @@ export class ServerConnection implements FrameSink {
         if (!internal) this.paramEvents.push([name, value]);
         break;
       }
-      case C:
-        if (buf[start + 5] === 0x44 || buf[start + 5] === 0x50) this.onStatementTag(buf, start, end); // 'D', 'P': no string per message otherwise
+      case C: {
+        const first = buf[start + 5];
+        if (first === 0x44 || first === 0x50) this.onStatementTag(buf, start, end); // 'D', 'P': no string per message otherwise
+        else if (!internal && isSetOrReset(buf, start, end)) this.sessionChanged = true;
+        break;
+      }
+      case DATA_ROW:
+        // Assembled only while our own query runs; only then read.
+        if (internal && this.internal!.rows) this.internal!.rows.push(decodeDataRow(buf, start, end));
         break;
       case E:
         // Assembled only while our own query runs (see the framer's pass-through rule).
@@ -352,6 +366,8 @@ export class ServerConnection implements FrameSink {
     if (tag === 'DEALLOCATE ALL' || tag === 'DISCARD ALL') {
       this.statements.clear();
       this.statementsCleared = true;
+      // DISCARD ALL also resets every setting: what the client keeps must be read again.
+      if (tag === 'DISCARD ALL' && this.state === ServerState.Owned) this.sessionChanged = true;
     } else if ((tag === 'PREPARE' || tag === 'DEALLOCATE') && this.statements.renaming) {
       this.statements.distrust();
     }
@@ -397,4 +413,32 @@ export class ServerConnection implements FrameSink {
 export interface ServerConnectOptions {
   /** Also ask whether the login role can SET ROLE to a superuser (see superuserMember). */
   checkSuperuserMembership?: boolean;
+}
+
+const SET_TAG = Buffer.from('SET\0', 'latin1');
+const RESET_TAG = Buffer.from('RESET\0', 'latin1');
+
+/** CommandComplete of SET or RESET (SET ROLE and RESET ALL report the same tags), by length first. */
+function isSetOrReset(buf: Buffer, start: number, end: number): boolean {
+  const length = end - start - 5;
+  const tag = length === 4 ? SET_TAG : length === 6 ? RESET_TAG : null;
+  return tag !== null && buf.compare(tag, 0, length, start + 5, end) === 0;
+}
+
+/** DataRow columns as text (null for SQL NULL); only for our own small queries. */
+function decodeDataRow(buf: Buffer, start: number, end: number): string[] {
+  const count = buf.readInt16BE(start + 5);
+  const columns: string[] = [];
+  let pos = start + 7;
+  for (let i = 0; i < count && pos + 4 <= end; i++) {
+    const n = buf.readInt32BE(pos);
+    pos += 4;
+    if (n < 0) {
+      columns.push('');
+      continue;
+    }
+    columns.push(buf.toString('utf8', pos, Math.min(end, pos + n)));
+    pos += n;
+  }
+  return columns;
 }

@@ -172,15 +172,23 @@ describe('server lifetimes', () => {
   });
 
   it('server_reset_query_always: resets between transaction-mode clients too', async () => {
-    const leak = async (): Promise<string> => {
-      await withClient(opts(), (a) => a.query("SET statement_timeout = '1234ms'"));
-      return withClient(opts(), async (b) => (await b.query('SHOW statement_timeout')).rows[0].statement_timeout as string);
+    // A temporary table is session state no proxy can carry to another server (see README): only a reset removes it.
+    const leak = async (): Promise<string | null> => {
+      await withClient(opts(), (a) => a.query('CREATE TEMP TABLE reset_always_probe (x int)'));
+      return withClient(opts(), async (b) => (await b.query("SELECT to_regclass('pg_temp.reset_always_probe')::text AS t")).rows[0].t as string | null);
     };
     await start({ pool_mode: 'transaction', default_pool_size: 1 });
-    expect(await leak()).toBe('1234ms'); // the documented transaction-mode leak of untracked SETs
+    expect(await leak()).toBe('reset_always_probe'); // the documented transaction-mode leak of temp tables
     await proxy!.close();
     await start({ pool_mode: 'transaction', default_pool_size: 1, server_reset_query_always: true });
-    expect(await leak()).toBe('0');
+    expect(await leak()).toBeNull();
+  });
+
+  it('an untracked SET does not leak between transaction-mode clients even without server_reset_query_always', async () => {
+    await start({ pool_mode: 'transaction', default_pool_size: 1 });
+    await withClient(opts(), (a) => a.query("SET statement_timeout = '1234ms'"));
+    const seen = await withClient(opts(), async (b) => (await b.query('SHOW statement_timeout')).rows[0].statement_timeout as string);
+    expect(seen).toBe('0');
   });
 });
 

@@ -1,0 +1,79 @@
+// Transaction pooling: a session setting a client changes with SET (one that
+// is not a tracked parameter) is never seen by other clients, and stays in
+// force for that client on whatever server it gets next. The server says what
+// changed (CommandComplete SET/RESET, then pg_settings); no SQL is parsed.
+import { afterEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { USERS } from '../harness/postgres.js';
+import { pgOptions, startTestProxy } from '../harness/proxy.js';
+import type { RunningProxy } from '../../src/proxy.js';
+
+const { scram } = USERS;
+let proxy: RunningProxy | null = null;
+const open: pg.Client[] = [];
+
+afterEach(async () => {
+  for (const c of open.splice(0)) await c.end().catch(() => undefined);
+  await proxy?.close();
+  proxy = null;
+});
+
+async function connect(port: number): Promise<pg.Client> {
+  const c = new pg.Client(pgOptions(port, 'app1', scram.name, scram.password));
+  c.on('error', () => undefined);
+  await c.connect();
+  open.push(c);
+  return c;
+}
+
+const workMem = async (c: pg.Client): Promise<string> => (await c.query("SELECT current_setting('work_mem') AS v")).rows[0].v as string;
+
+describe('untracked session settings in transaction mode', () => {
+  it('a SET is never visible to 20 other clients, and stays with the client that set it, on a pool of 1', async () => {
+    proxy = await startTestProxy({ pool_mode: 'transaction', default_pool_size: 1 });
+    const setter = await connect(proxy.port);
+    const others = await Promise.all(Array.from({ length: 20 }, () => connect(proxy!.port)));
+    const defaultValue = await workMem(others[0]!);
+    expect(defaultValue).not.toBe('77MB');
+    await setter.query("SET work_mem = '77MB'");
+    // Everyone shares the one server, in turn, under contention.
+    const seen = await Promise.all(others.map((c) => workMem(c)));
+    expect(seen.every((v) => v === defaultValue)).toBe(true);
+    expect(await workMem(setter)).toBe('77MB');
+    const again = await Promise.all([workMem(setter), ...others.slice(0, 5).map((c) => workMem(c))]);
+    expect(again).toEqual(['77MB', defaultValue, defaultValue, defaultValue, defaultValue, defaultValue]);
+  });
+
+  it('follows the client to another server, and RESET / RESET ALL undo it', async () => {
+    proxy = await startTestProxy({ pool_mode: 'transaction', default_pool_size: 2 });
+    const setter = await connect(proxy.port);
+    const holder = await connect(proxy.port);
+    await setter.query("SET work_mem = '78MB'");
+    const firstPid = (await setter.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    // Hold that server in a transaction so the setter's next query needs the other one.
+    await holder.query('BEGIN');
+    const holderPid = (await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    const onOther = await setter.query("SELECT pg_backend_pid() AS pid, current_setting('work_mem') AS v");
+    if (holderPid === firstPid) expect(onOther.rows[0].pid).not.toBe(firstPid);
+    expect(onOther.rows[0].v).toBe('78MB');
+    await holder.query('COMMIT');
+    await setter.query('RESET work_mem');
+    const reset = await workMem(setter);
+    expect(reset).not.toBe('78MB');
+    await setter.query("SET work_mem = '79MB'; SET maintenance_work_mem = '80MB'");
+    expect(await workMem(setter)).toBe('79MB');
+    await setter.query('RESET ALL');
+    expect(await workMem(setter)).toBe(reset);
+    expect(await workMem(holder)).toBe(reset);
+  });
+
+  it('a SET rolled back with its transaction is not kept', async () => {
+    proxy = await startTestProxy({ pool_mode: 'transaction', default_pool_size: 1 });
+    const c = await connect(proxy.port);
+    const before = await workMem(c);
+    await c.query('BEGIN');
+    await c.query("SET work_mem = '81MB'");
+    await c.query('ROLLBACK');
+    expect(await workMem(c)).toBe(before);
+  });
+});
