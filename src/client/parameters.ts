@@ -197,8 +197,14 @@ function unsupported(name: string): PgError {
   });
 }
 
-/** What a server's session has set besides its defaults: read when a client ran SET or RESET. */
-export const SESSION_SETTINGS = "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'";
+/**
+ * What a server's session has set besides its defaults: read when a client ran
+ * SET or RESET. `role` (SET ROLE) is hidden from pg_settings (GUC_NO_SHOW_ALL),
+ * so it is asked for by name; its default reads 'none'.
+ */
+export const SESSION_SETTINGS =
+  "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' " +
+  "UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') <> 'none'";
 
 // A setting name RESET can name unquoted (built-in and custom names: identifiers joined by dots).
 const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$/;

@@ -4,8 +4,8 @@
 // changed (CommandComplete SET/RESET, then pg_settings); no SQL is parsed.
 import { afterEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { USERS } from '../harness/postgres.js';
-import { pgOptions, startTestProxy } from '../harness/proxy.js';
+import { adminSql, USERS } from '../harness/postgres.js';
+import { pgOptions, startTestProxy, testEnv } from '../harness/proxy.js';
 import type { RunningProxy } from '../../src/proxy.js';
 
 const { scram } = USERS;
@@ -75,5 +75,19 @@ describe('untracked session settings in transaction mode', () => {
     await c.query("SET work_mem = '81MB'");
     await c.query('ROLLBACK');
     expect(await workMem(c)).toBe(before);
+  });
+
+  it('SET ROLE stays with the client that ran it and never reaches another client', async () => {
+    await adminSql(testEnv().cluster, "DO $$ BEGIN CREATE ROLE session_state_sub NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; GRANT session_state_sub TO app_scram", 'app1');
+    proxy = await startTestProxy({ pool_mode: 'transaction', default_pool_size: 1 });
+    const setter = await connect(proxy.port);
+    const other = await connect(proxy.port);
+    await setter.query('SET ROLE session_state_sub');
+    const who = async (c: pg.Client): Promise<string> => (await c.query('SELECT current_user AS u')).rows[0].u as string;
+    expect(await who(other)).toBe(scram.name);
+    expect(await who(setter)).toBe('session_state_sub');
+    expect(await who(other)).toBe(scram.name);
+    await setter.query('RESET ROLE');
+    expect(await who(setter)).toBe(scram.name);
   });
 });
