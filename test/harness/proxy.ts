@@ -120,3 +120,22 @@ export async function connectError(options: pg.ClientConfig): Promise<{ code?: s
   }
   throw new Error('expected the connection to fail, it succeeded');
 }
+
+/** The clients a test opens, each ended by endAll() (call it in afterEach): a failing test leaves none behind. */
+export class OpenClients {
+  private readonly clients: pg.Client[] = [];
+
+  /** Connects a node-postgres client; `onStatus` sees every ParameterStatus of its login and later. */
+  async connect(options: pg.ClientConfig, onStatus?: (name: string, value: string) => void): Promise<pg.Client> {
+    const c = new pg.Client(options);
+    c.on('error', () => undefined);
+    if (onStatus) (c as unknown as { connection: pg.Connection }).connection.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) => onStatus(m.parameterName, m.parameterValue));
+    this.clients.push(c);
+    await c.connect();
+    return c;
+  }
+
+  async endAll(): Promise<void> {
+    for (const c of this.clients.splice(0)) await c.end().catch(() => undefined);
+  }
+}

@@ -4,26 +4,22 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { adminSql, USERS } from '../harness/postgres.js';
-import { pgOptions, startTestProxy, testEnv } from '../harness/proxy.js';
+import { OpenClients, pgOptions, startTestProxy, testEnv } from '../harness/proxy.js';
 import type { RunningProxy } from '../../src/proxy.js';
 
 const { scram } = USERS;
 let proxy: RunningProxy | null = null;
-const open: pg.Client[] = [];
+const open = new OpenClients();
 
 afterEach(async () => {
-  for (const c of open.splice(0)) await c.end().catch(() => undefined);
+  await open.endAll();
   await proxy?.close();
   proxy = null;
 });
 
 async function client(port: number, extra: Partial<pg.ClientConfig> = {}): Promise<{ c: pg.Client; status: Map<string, string> }> {
-  const c = new pg.Client({ ...pgOptions(port, 'app1', scram.name, scram.password), ...extra });
-  c.on('error', () => undefined);
   const status = new Map<string, string>();
-  (c as unknown as { connection: pg.Connection }).connection.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) => status.set(m.parameterName, m.parameterValue));
-  await c.connect();
-  open.push(c);
+  const c = await open.connect({ ...pgOptions(port, 'app1', scram.name, scram.password), ...extra }, (name, value) => status.set(name, value));
   return { c, status };
 }
 

@@ -5,26 +5,20 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { adminSql, USERS } from '../harness/postgres.js';
-import { pgOptions, startTestProxy, testEnv } from '../harness/proxy.js';
+import { OpenClients, pgOptions, startTestProxy, testEnv } from '../harness/proxy.js';
 import type { RunningProxy } from '../../src/proxy.js';
 
 const { scram } = USERS;
 let proxy: RunningProxy | null = null;
-const open: pg.Client[] = [];
+const open = new OpenClients();
 
 afterEach(async () => {
-  for (const c of open.splice(0)) await c.end().catch(() => undefined);
+  await open.endAll();
   await proxy?.close();
   proxy = null;
 });
 
-async function connect(port: number): Promise<pg.Client> {
-  const c = new pg.Client(pgOptions(port, 'app1', scram.name, scram.password));
-  c.on('error', () => undefined);
-  await c.connect();
-  open.push(c);
-  return c;
-}
+const connect = (port: number): Promise<pg.Client> => open.connect(pgOptions(port, 'app1', scram.name, scram.password));
 
 const workMem = async (c: pg.Client): Promise<string> => (await c.query("SELECT current_setting('work_mem') AS v")).rows[0].v as string;
 
