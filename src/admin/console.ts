@@ -33,12 +33,12 @@ export function isAdminLogin(startup: Startup): boolean {
   return (startup.params.get('database') || startup.params.get('user')) === ADMIN_DATABASE;
 }
 
-/** Logs a console user in and serves it until it leaves; throws the PgError to send if the login fails. */
 export interface ConsoleHooks {
   /** Authenticated and allowed: takes a logged-in slot and ends the login deadline; throws the PgError to send when there is no room. */
   onLoggedIn(): void;
 }
 
+/** Logs a console user in and serves it until it leaves; throws the PgError to send if the login fails. */
 export async function serveAdminConsole(proxy: ProxyContext, startup: Startup, baseLog: ConnLogger, hooks: ConsoleHooks): Promise<void> {
   const { config } = proxy;
   const { user, log } = checkStartup(proxy, startup, baseLog);

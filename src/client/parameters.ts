@@ -216,10 +216,10 @@ const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$/;
  * to match, so that the next client of it gets them reset. A name that cannot
  * be reset safely leaves the server dirty (closed when given back).
  */
-export function adoptSessionSettings(policy: ParameterPolicy, rows: readonly string[][], client: Map<string, string>, server: ParameterHolder & { dirty: boolean; readonly sessionSettings: Set<string> }): void {
+export function adoptSessionSettings(policy: ParameterPolicy, rows: readonly (string | null)[][], client: Map<string, string>, server: ParameterHolder & { dirty: boolean; readonly sessionSettings: Set<string> }): void {
   const found = new Map<string, string>();
   for (const [name, setting] of rows) {
-    if (name === undefined || setting === undefined || server.initialParams.has(name)) continue; // reported: ParameterStatus carries it
+    if (name == null || setting == null || server.initialParams.has(name)) continue; // reported: ParameterStatus carries it (NULL: nothing to carry)
     if (!SETTING_NAME.test(name)) {
       server.dirty = true;
       continue;

@@ -376,7 +376,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private captureSession(server: ServerConnection): void {
     server.sessionChanged = false;
     this.move(ClientState.Capturing);
-    const rows: string[][] = [];
+    const rows: (string | null)[][] = [];
     server.runInternal(SESSION_SETTINGS, rows).then(
       () => {
         if (this.state === ClientState.Ended) return; // its end() gave the server back (closed: it was busy)

@@ -33,17 +33,17 @@ export class ServerStatements {
 
   constructor(private readonly max: number) {}
 
+  /** Statements are renamed on this server (transaction pooling with max_prepared_statements > 0). */
+  get renaming(): boolean {
+    return this.max > 0;
+  }
+
   /**
    * False once a client changed the server's statements by SQL (PREPARE, or a
    * DEALLOCATE of one name: the tags do not say which): what we know of them is
    * a guess from then on, and one of our names may now run another client's
    * SQL. The pool closes such a server when it is given back.
    */
-  /** Statements are renamed on this server (transaction pooling with max_prepared_statements > 0). */
-  get renaming(): boolean {
-    return this.max > 0;
-  }
-
   get trusted(): boolean {
     return !this.untrusted;
   }

@@ -106,7 +106,7 @@ export class ServerConnection implements FrameSink {
 
   private owner: ServerOwner | null = null;
   private readonly framer: Framer;
-  private internal: { resolve: () => void; reject: (e: Error) => void; error: Error | null; rows: string[][] | null } | null = null;
+  private internal: { resolve: () => void; reject: (e: Error) => void; error: Error | null; rows: (string | null)[][] | null } | null = null;
   private paramEvents: [string, string][] = [];
   private readonly batch = new FrameBatch();
   private readonly toOwner = { write: (b: Buffer): void => this.owner?.onServerData(b) };
@@ -183,10 +183,12 @@ export class ServerConnection implements FrameSink {
   /**
    * The one answer to "may this server go to someone else now?": open, nothing
    * of ours running, idle outside a transaction, owing nothing (no answer, no
-   * open COPY, no unsynced extended message), and no hidden statement answer due.
+   * open COPY, no unsynced extended message), no hidden statement answer due,
+   * and nothing done to it that cannot be undone (statements replaced by SQL,
+   * a setting that cannot be reset).
    */
   get isClean(): boolean {
-    return (this.state === ServerState.Ready || this.state === ServerState.Owned) && this.status === 'I' && this.outstanding.settled && this.statements.idle && !this.dirty;
+    return (this.state === ServerState.Ready || this.state === ServerState.Owned) && this.status === 'I' && this.outstanding.settled && this.statements.idle && this.statements.trusted && !this.dirty;
   }
 
   attach(owner: ServerOwner | null): void {
@@ -212,7 +214,7 @@ export class ServerConnection implements FrameSink {
   }
 
   /** Runs a query of our own (reset, SET), swallowing its results (or collecting its rows, as text, into `rows`); rejects with the server's error. */
-  runInternal(sql: string, rows: string[][] | null = null): Promise<void> {
+  runInternal(sql: string, rows: (string | null)[][] | null = null): Promise<void> {
     if (this.state === ServerState.Closed) return Promise.reject(new ServerConnectError('server connection is closed'));
     if (this.state === ServerState.Internal) return Promise.reject(new ServerProtocolError('a query of our own is already running'));
     return new Promise((resolve, reject) => {
@@ -362,13 +364,12 @@ export class ServerConnection implements FrameSink {
    * happened is never handed to another client.
    */
   private onStatementTag(buf: Buffer, start: number, end: number): void {
-    const tag = buf.toString('latin1', start + 5, end - 1);
-    if (tag === 'DEALLOCATE ALL' || tag === 'DISCARD ALL') {
+    if (tagIs(buf, start, end, DEALLOCATE_ALL_TAG) || tagIs(buf, start, end, DISCARD_ALL_TAG)) {
       this.statements.clear();
       this.statementsCleared = true;
       // DISCARD ALL also resets every setting: what the client keeps must be read again.
-      if (tag === 'DISCARD ALL' && this.state === ServerState.Owned) this.sessionChanged = true;
-    } else if ((tag === 'PREPARE' || tag === 'DEALLOCATE') && this.statements.renaming) {
+      if (buf[start + 6] === 0x49 && this.state === ServerState.Owned) this.sessionChanged = true; // 'DI': DISCARD
+    } else if ((tagIs(buf, start, end, PREPARE_TAG) || tagIs(buf, start, end, DEALLOCATE_TAG)) && this.statements.renaming) {
       this.statements.distrust();
     }
   }
@@ -415,26 +416,34 @@ export interface ServerConnectOptions {
   checkSuperuserMembership?: boolean;
 }
 
-const SET_TAG = Buffer.from('SET\0', 'latin1');
-const RESET_TAG = Buffer.from('RESET\0', 'latin1');
+const tag = (text: string): Buffer => Buffer.from(`${text}\0`, 'latin1');
+const SET_TAG = tag('SET');
+const RESET_TAG = tag('RESET');
+const DEALLOCATE_ALL_TAG = tag('DEALLOCATE ALL');
+const DISCARD_ALL_TAG = tag('DISCARD ALL');
+const PREPARE_TAG = tag('PREPARE');
+const DEALLOCATE_TAG = tag('DEALLOCATE');
 
-/** CommandComplete of SET or RESET (SET ROLE and RESET ALL report the same tags), by length first. */
+/** Whether a CommandComplete's tag is `expected`, compared as bytes (length first): no string per message. */
+function tagIs(buf: Buffer, start: number, end: number, expected: Buffer): boolean {
+  return end - start - 5 === expected.length && buf.compare(expected, 0, expected.length, start + 5, end) === 0;
+}
+
+/** CommandComplete of SET or RESET (SET ROLE and RESET ALL report the same tags). */
 function isSetOrReset(buf: Buffer, start: number, end: number): boolean {
-  const length = end - start - 5;
-  const tag = length === 4 ? SET_TAG : length === 6 ? RESET_TAG : null;
-  return tag !== null && buf.compare(tag, 0, length, start + 5, end) === 0;
+  return tagIs(buf, start, end, SET_TAG) || tagIs(buf, start, end, RESET_TAG);
 }
 
 /** DataRow columns as text (null for SQL NULL); only for our own small queries. */
-function decodeDataRow(buf: Buffer, start: number, end: number): string[] {
+function decodeDataRow(buf: Buffer, start: number, end: number): (string | null)[] {
   const count = buf.readInt16BE(start + 5);
-  const columns: string[] = [];
+  const columns: (string | null)[] = [];
   let pos = start + 7;
   for (let i = 0; i < count && pos + 4 <= end; i++) {
     const n = buf.readInt32BE(pos);
     pos += 4;
     if (n < 0) {
-      columns.push('');
+      columns.push(null);
       continue;
     }
     columns.push(buf.toString('utf8', pos, Math.min(end, pos + n)));

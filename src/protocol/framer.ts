@@ -67,7 +67,7 @@ export class Framer {
    *   pieces. The sink must then implement onFramePart.
    */
   constructor(
-    private maxLength: number,
+    private readonly maxLength: number,
     private readonly passThrough: ((type: number) => boolean) | null = null,
     /** The bound on a streamed frame, which costs no memory (a trusted server's may be larger). */
     private readonly maxStreamed = maxLength,
@@ -80,10 +80,6 @@ export class Framer {
 
   get isPaused(): boolean {
     return this.paused !== null;
-  }
-
-  setMaxLength(max: number): void {
-    this.maxLength = max;
   }
 
   /**

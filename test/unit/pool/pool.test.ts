@@ -44,7 +44,7 @@ class FakeServer {
   constructor(readonly address: ServerAddress) {}
 
   get isClean(): boolean {
-    return !this.closed && this.clean;
+    return !this.closed && this.clean && this.statements.trusted; // as ServerConnection's
   }
 
   runInternal(sql: string): Promise<void> {
