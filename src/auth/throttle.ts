@@ -85,9 +85,10 @@ export class AuthThrottle {
 }
 
 /** The peer address of a client socket (a TLSSocket has it too), or null when unknown. */
-export function clientAddress(socket: object): string | null {
+export function clientAddress(socket: object): string {
   const address = (socket as { remoteAddress?: unknown }).remoteAddress;
-  return typeof address === 'string' && address !== '' ? address : null;
+  // A socket without an address (a Unix socket, a wrapped stream) shares one key: never unthrottled.
+  return typeof address === 'string' && address !== '' ? address : 'unknown';
 }
 
 const key = (address: string, database: string): string => `${address}\0${database}`;

@@ -152,7 +152,7 @@ export async function authenticate(proxy: ProxyContext, startup: Startup, user: 
   const { socket } = startup;
   // Before any lookup: a throttled address costs nothing upstream.
   const address = clientAddress(socket);
-  const throttled = address === null ? null : proxy.authThrottle.refusal(address, database);
+  const throttled = proxy.authThrottle.refusal(address, database);
   if (throttled) throw throttled;
   const write = (buf: Buffer): void => void socket.write(buf);
   const frames = new FrameQueue(socket, LOGIN_MAX_MESSAGE, startup.rest);
@@ -185,7 +185,7 @@ export async function authenticate(proxy: ProxyContext, startup: Startup, user: 
   } catch (err) {
     if (err instanceof PgError && err.code === SqlState.invalidPassword) {
       proxy.authQuery.forget(authTarget, user);
-      if (address !== null) proxy.authThrottle.recordFailure(address, database);
+      proxy.authThrottle.recordFailure(address, database);
     }
     if (err instanceof FrameTooLargeError || err instanceof FrameLengthError) throw fatal(SqlState.protocolViolation, `invalid message during authentication: ${err.message}`);
     throw translate(err);

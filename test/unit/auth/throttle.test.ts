@@ -87,9 +87,9 @@ describe('AuthThrottle', () => {
 });
 
 describe('clientAddress', () => {
-  it('reads remoteAddress, null when the socket has none', () => {
+  it('reads remoteAddress; a socket without one shares a single key, so it is throttled too', () => {
     expect(clientAddress({ remoteAddress: '::ffff:127.0.0.1' })).toBe('::ffff:127.0.0.1');
-    expect(clientAddress({ remoteAddress: undefined })).toBeNull();
-    expect(clientAddress({})).toBeNull();
+    expect(clientAddress({ remoteAddress: undefined })).toBe('unknown');
+    expect(clientAddress({})).toBe('unknown');
   });
 });
