@@ -43,6 +43,21 @@ describe('transaction-mode logins without a server', () => {
     expect(await backendsOfScram()).toBeLessThanOrEqual(1);
   });
 
+  it('with the default pool size: 20 servers busy in transactions, a 21st login completes and PostgreSQL sees no 21st backend', async () => {
+    proxy = await startTestProxy({ pool_mode: 'transaction' }); // default_pool_size 20
+    const busy = [];
+    for (let i = 0; i < 20; i++) busy.push((await client(proxy.port, { application_name: `login-cache-busy-${i}` })).c);
+    for (const c of busy) await c.query('BEGIN; SELECT 1'); // each holds a server
+    expect(await backendsOfScram()).toBe(20);
+    const late = await client(proxy.port, { application_name: 'login-cache-late' }); // the pool is full: only the cache can answer
+    expect(late.status.get('application_name')).toBe('login-cache-late');
+    expect(await backendsOfScram()).toBe(20); // seen from PostgreSQL: the login took no server
+    const q = late.c.query('SELECT 42 AS n');
+    await busy[0]!.query('COMMIT');
+    expect((await q).rows[0].n).toBe(42);
+    for (const c of busy.slice(1)) await c.query('COMMIT');
+  });
+
   it('still go upstream when a value needs the server to check it (an unknown TimeZone is refused as PostgreSQL refuses it)', async () => {
     proxy = await startTestProxy({ pool_mode: 'transaction', default_pool_size: 1 });
     await client(proxy.port, { application_name: 'login-cache-warm' });

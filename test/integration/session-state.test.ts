@@ -38,6 +38,24 @@ describe('untracked session settings in transaction mode', () => {
     expect(again).toEqual(['77MB', defaultValue, defaultValue, defaultValue, defaultValue, defaultValue]);
   });
 
+  it('with the default pool size too: the clients after the setter get its server (LIFO reuse) and never its setting', async () => {
+    proxy = await startTestProxy({ pool_mode: 'transaction' }); // default_pool_size 20
+    const setter = await connect(proxy.port);
+    const others = [];
+    for (let i = 0; i < 10; i++) others.push(await connect(proxy.port));
+    const defaultValue = await workMem(others[0]!);
+    await setter.query("SET work_mem = '76MB'");
+    const setterPid = (await setter.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    let sameBackend = 0;
+    for (const c of others) {
+      const { rows } = await c.query("SELECT pg_backend_pid() AS pid, current_setting('work_mem') AS v");
+      if (rows[0].pid === setterPid) sameBackend++;
+      expect(rows[0].v).toBe(defaultValue);
+    }
+    expect(sameBackend).toBeGreaterThan(0); // the setter's backend did serve others: the check above meant something
+    expect(await workMem(setter)).toBe('76MB');
+  });
+
   it('follows the client to another server, and RESET / RESET ALL undo it', async () => {
     proxy = await startTestProxy({ pool_mode: 'transaction', default_pool_size: 2 });
     const setter = await connect(proxy.port);
