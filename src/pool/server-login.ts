@@ -3,6 +3,7 @@
 // with the stored hash, or nothing when the server trusts us.
 // https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
 import { serialize } from 'pg-protocol';
+import { decodeDataRow } from '../protocol/backend.js';
 import { md5Response } from '../auth/md5.js';
 import { ScramClientExchange } from '../auth/scram-client.js';
 import type { Frame, FrameQueue } from '../protocol/frame-queue.js';
@@ -121,9 +122,9 @@ async function querySuperuserMembership(write: (buf: Buffer) => void, frames: Fr
     const f = await frames.next(timeoutMs);
     switch (String.fromCharCode(f.type)) {
       case 'D': {
-        // DataRow: Int16 column count, then Int32 length and bytes of the one column.
-        if (f.body.length < 6 || f.body.readInt16BE(0) !== 1 || f.body.readInt32BE(2) < 0) throw new ServerLoginError('unexpected answer to the superuser membership check');
-        answer = f.body.toString('utf8', 6, 6 + f.body.readInt32BE(2));
+        const columns = decodeDataRow(f.body);
+        if (columns.length !== 1 || columns[0] == null) throw new ServerLoginError('unexpected answer to the superuser membership check');
+        answer = columns[0];
         break;
       }
       case 'Z':

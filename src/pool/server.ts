@@ -10,6 +10,7 @@
 //   closed    gone or going; never handed out again
 import net from 'node:net';
 import { serialize } from 'pg-protocol';
+import { decodeDataRow } from '../protocol/backend.js';
 import { FrameBatch } from '../protocol/frame-batch.js';
 import { Framer, type FrameSink } from '../protocol/framer.js';
 import { FrameQueue, FrameTimeoutError } from '../protocol/frame-queue.js';
@@ -276,7 +277,7 @@ export class ServerConnection implements FrameSink {
       }
       case DATA_ROW:
         // Assembled only while our own query runs; only then read.
-        if (internal && this.internal!.rows) this.internal!.rows.push(decodeDataRow(buf, start, end));
+        if (internal && this.internal!.rows) this.internal!.rows.push(decodeDataRow(buf.subarray(start + 5, end)));
         break;
       case E:
         // Assembled only while our own query runs (see the framer's pass-through rule).
@@ -432,22 +433,4 @@ function tagIs(buf: Buffer, start: number, end: number, expected: Buffer): boole
 /** CommandComplete of SET or RESET (SET ROLE and RESET ALL report the same tags). */
 function isSetOrReset(buf: Buffer, start: number, end: number): boolean {
   return tagIs(buf, start, end, SET_TAG) || tagIs(buf, start, end, RESET_TAG);
-}
-
-/** DataRow columns as text (null for SQL NULL); only for our own small queries. */
-function decodeDataRow(buf: Buffer, start: number, end: number): (string | null)[] {
-  const count = buf.readInt16BE(start + 5);
-  const columns: (string | null)[] = [];
-  let pos = start + 7;
-  for (let i = 0; i < count && pos + 4 <= end; i++) {
-    const n = buf.readInt32BE(pos);
-    pos += 4;
-    if (n < 0) {
-      columns.push(null);
-      continue;
-    }
-    columns.push(buf.toString('utf8', pos, Math.min(end, pos + n)));
-    pos += n;
-  }
-  return columns;
 }

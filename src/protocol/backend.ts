@@ -135,6 +135,29 @@ export function dataRow(values: readonly (string | null)[]): Buffer {
 }
 
 /** CommandComplete (C) with its tag, e.g. "SELECT 1" or "SHOW". */
+/**
+ * Reads a DataRow body (after type and length) back into text columns, null
+ * for SQL NULL: for the proxy's own small queries, never on the relay path.
+ * Int16 column count, then per column Int32 length (-1 for NULL) and bytes.
+ */
+export function decodeDataRow(body: Buffer): (string | null)[] {
+  const count = body.length >= 2 ? body.readInt16BE(0) : 0;
+  const columns: (string | null)[] = [];
+  let pos = 2;
+  for (let i = 0; i < count && pos + 4 <= body.length; i++) {
+    const n = body.readInt32BE(pos);
+    pos += 4;
+    if (n < 0) {
+      columns.push(null);
+      continue;
+    }
+    if (pos + n > body.length) break; // cut short: only whole columns
+    columns.push(body.toString('utf8', pos, pos + n));
+    pos += n;
+  }
+  return columns;
+}
+
 export function commandComplete(tag: string): Buffer {
   const body = Buffer.from(`${tag}\0`, 'utf8');
   const buf = message('C', body.length);

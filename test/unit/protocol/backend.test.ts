@@ -289,3 +289,13 @@ describe('backend: ErrorResponse', () => {
     for (const code of Object.values(SqlState)) expect(code).toMatch(/^[0-9A-Z]{5}$/);
   });
 });
+
+describe('decodeDataRow', () => {
+  it('reads back what dataRow() writes, NULL as null, and stops at a truncated body', async () => {
+    const { dataRow, decodeDataRow } = await import('../../../src/protocol/backend.js');
+    const frame = dataRow(['work_mem', null, 'ümlaut', '']);
+    expect(decodeDataRow(frame.subarray(5))).toEqual(['work_mem', null, 'ümlaut', '']);
+    expect(decodeDataRow(frame.subarray(5, 12))).toEqual([]); // the first column's bytes are cut short: only whole columns
+    expect(decodeDataRow(Buffer.alloc(0))).toEqual([]);
+  });
+});
