@@ -194,7 +194,7 @@ export class Pool {
 
   /** A server back from a client: closed if it must not be reused, held while a cancel for it is in flight, else reset (if asked) and made idle. */
   private reuse(server: ServerConnection, reset: boolean): void {
-    if (this.closed || !server.isClean || server.expiresAt <= Date.now()) {
+    if (this.closed || !server.reusable || server.expiresAt <= Date.now()) {
       this.close(server);
       return;
     }

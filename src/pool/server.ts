@@ -182,14 +182,22 @@ export class ServerConnection implements FrameSink {
   }
 
   /**
-   * The one answer to "may this server go to someone else now?": open, nothing
-   * of ours running, idle outside a transaction, owing nothing (no answer, no
-   * open COPY, no unsynced extended message), no hidden statement answer due,
-   * and nothing done to it that cannot be undone (statements replaced by SQL,
-   * a setting that cannot be reset).
+   * The one answer to "may its client give it back now?": open, nothing of ours
+   * running, idle outside a transaction, owing nothing (no answer, no open COPY,
+   * no unsynced extended message), and no hidden statement answer due.
    */
   get isClean(): boolean {
-    return (this.state === ServerState.Ready || this.state === ServerState.Owned) && this.status === 'I' && this.outstanding.settled && this.statements.idle && this.statements.trusted && !this.dirty;
+    return (this.state === ServerState.Ready || this.state === ServerState.Owned) && this.status === 'I' && this.outstanding.settled && this.statements.idle;
+  }
+
+  /**
+   * The one answer to "may the pool hand it to another client?": clean, and
+   * nothing done to it that cannot be undone (statements replaced by SQL, a
+   * setting that cannot be reset). A clean server that is not reusable is given
+   * back by its client and closed by the pool.
+   */
+  get reusable(): boolean {
+    return this.isClean && this.statements.trusted && !this.dirty;
   }
 
   attach(owner: ServerOwner | null): void {

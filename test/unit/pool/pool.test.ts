@@ -44,7 +44,11 @@ class FakeServer {
   constructor(readonly address: ServerAddress) {}
 
   get isClean(): boolean {
-    return !this.closed && this.clean && this.statements.trusted; // as ServerConnection's
+    return !this.closed && this.clean;
+  }
+
+  get reusable(): boolean {
+    return this.isClean && this.statements.trusted; // as ServerConnection's
   }
 
   runInternal(sql: string): Promise<void> {
