@@ -4,6 +4,7 @@
 // reaches the wiring module.
 import type { AuthQuery } from './auth/auth-query.js';
 import type { AuthThrottle } from './auth/throttle.js';
+import type { Budget } from './budget/budget.js';
 import type { ParameterPolicy } from './client/parameters.js';
 import type { ClientSession } from './client/session.js';
 import type { Config } from './config/index.js';
@@ -21,6 +22,8 @@ export interface ProxyContext {
   /** Auth-failure throttling per (client address, database). */
   authThrottle: AuthThrottle;
   pools: PoolManager;
+  /** Server and client slots of the whole proxy, across workers. */
+  budget: Budget;
   cancels: CancelRegistry;
   parameters: ParameterPolicy;
   /** Logged-in clients, for the janitor's timeouts. */

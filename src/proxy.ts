@@ -4,6 +4,7 @@
 import cluster from 'node:cluster';
 import { AuthQuery } from './auth/auth-query.js';
 import { AuthThrottle } from './auth/throttle.js';
+import { Budget } from './budget/budget.js';
 import { Listener } from './client/listener.js';
 import { ParameterPolicy } from './client/parameters.js';
 import type { Config } from './config/index.js';
@@ -34,6 +35,8 @@ export interface RunningProxy {
 export async function startProxy(config: Config, log: Logger): Promise<RunningProxy> {
   const worker = cluster.isWorker ? currentWorkerId() : 0;
   let listener: Listener | null = null;
+  // With workers the primary keeps the one budget of the whole proxy; alone, this process does.
+  const budget = cluster.isWorker ? Budget.shared({ send: (msg) => process.send!(msg), on: (event, l) => process.on(event, l) }) : Budget.local();
   const snapshot = (): WorkerSnapshot =>
     takeSnapshot({ worker, config, pools: context.pools.all(), clients: context.clients, connections: (listener?.clientCount ?? 0) - context.adminConsoles });
   const context: ProxyContext = {
@@ -56,10 +59,8 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
       { limit: config.auth_failure_limit, windowMs: config.auth_failure_window * 1000, blockMs: config.auth_failure_block * 1000 },
       log.child({ component: 'auth_throttle' }),
     ),
-    pools: new PoolManager(log, {
-      maxDbConnections: config.max_db_connections,
-      maxUserConnections: (user) => config.users[user]?.max_user_connections ?? config.max_user_connections,
-    }),
+    budget,
+    pools: new PoolManager(log, budget),
     cancels: new CancelRegistry(
       cluster.isWorker ? currentWorkerId() : 0,
       cluster.isWorker ? (processId, secretKey) => process.send!({ type: 'pg-ingress:cancel', processId, secretKey }) : null,

@@ -35,7 +35,7 @@ export function isAdminLogin(startup: Startup): boolean {
 
 export interface ConsoleHooks {
   /** Authenticated and allowed: takes a logged-in slot and ends the login deadline; throws the PgError to send when there is no room. */
-  onLoggedIn(): void;
+  onLoggedIn(): Promise<void>;
 }
 
 /** Logs a console user in and serves it until it leaves; throws the PgError to send if the login fails. */
@@ -59,7 +59,7 @@ export async function serveAdminConsole(proxy: ProxyContext, startup: Startup, b
       detail: `user "${user}" is in neither admin_users nor stats_users`,
     });
   }
-  hooks.onLoggedIn();
+  await hooks.onLoggedIn();
   const socket = startup.socket;
   socket.write(welcome(startup.params.get('application_name') ?? ''));
   log.debug({ admin: isAdmin }, 'admin console login');

@@ -6,6 +6,7 @@ import { lazyChild, type ConnLogger } from '../log/logger.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { ProxyContext } from '../context.js';
 import type { Config } from '../config/index.js';
+import type { ClientRefusal, ClientTerms } from '../budget/ledger.js';
 import { negotiate, SilentClose } from './handshake.js';
 import { LoginDeadline } from './login-deadline.js';
 import { translate } from './login-errors.js';
@@ -59,10 +60,13 @@ export class Listener {
     this.sockets.add(socket);
     this.pendingLogins++;
     let stage: 'login' | 'in' | 'gone' = 'login';
+    /** The budget's client slot this connection holds, once admitted. */
+    let admitted: { database: string; user: string } | null = null;
     const leaveLogin = (to: 'in' | 'gone'): void => {
       if (stage === 'login') this.pendingLogins--;
       else if (stage === 'in' && to === 'gone') this.loggedIn--;
       stage = to;
+      if (to === 'gone' && admitted) this.proxy.budget.clientLeft(admitted.database, admitted.user);
     };
     socket.once('close', () => {
       this.sockets.delete(socket);
@@ -71,18 +75,26 @@ export class Listener {
     const deadline = new LoginDeadline(config.client_login_timeout * 1000, () => log.info('client_login_timeout: login not completed in time'));
     deadline.track(socket);
     deadline.speaks(socket);
-    this.serve(socket, log, conn, deadline, () => {
-      if (this.loggedIn >= config.max_client_conn) return false;
+    this.serve(socket, log, conn, deadline, async (terms) => {
+      // This process alone already has max_client_conn: no need to ask the budget.
+      if (this.loggedIn >= config.max_client_conn) return clientRefusal('max_client_conn');
+      const refusal = await this.proxy.budget.admitClient(terms);
+      if (refusal) return clientRefusal(refusal);
+      if (stage === 'gone') {
+        this.proxy.budget.clientLeft(terms.database, terms.user); // closed while the budget was asked
+        return null;
+      }
+      admitted = { database: terms.database, user: terms.user };
       leaveLogin('in');
       this.loggedIn++;
-      return true;
+      return null;
     })
       .catch((err) => log.error({ err: (err as Error).stack }, 'unexpected error serving a client'))
       .finally(() => deadline.clear());
   }
 
-  /** @param admit takes a logged-in slot (max_client_conn); false when none is left */
-  private async serve(socket: net.Socket, log: ConnLogger, conn: number, deadline: LoginDeadline, admit: () => boolean): Promise<void> {
+  /** @param admit takes a logged-in client slot (max_client_conn and the per-database and per-user limits); the refusal to send when none is left */
+  private async serve(socket: net.Socket, log: ConnLogger, conn: number, deadline: LoginDeadline, admit: Admit): Promise<void> {
     const proxy = this.proxy;
     let stream: import('node:stream').Duplex = socket;
     try {
@@ -102,15 +114,18 @@ export class Listener {
       stream = negotiated.socket;
       deadline.speaks(stream);
       if (isAdminLogin(negotiated)) {
-        await serveAdminConsole(proxy, negotiated, log, { onLoggedIn: () => loggedInOrThrow(deadline, admit) });
+        // Console users are held to max_client_conn only, as in PgBouncer.
+        const terms = clientTerms(proxy.config, 'pgbouncer', negotiated.params.get('user') ?? '', true);
+        await serveAdminConsole(proxy, negotiated, log, { onLoggedIn: () => loggedInOrThrow(deadline, admit, terms) });
         return;
       }
       const session = await login(proxy, negotiated, log);
       const { mode, pool, server } = session;
-      if (deadline.expired || stream.destroyed || !admit()) {
+      const refusal = deadline.expired || stream.destroyed ? null : await admit(clientTerms(proxy.config, pool.database, pool.address.user, false));
+      if (deadline.expired || stream.destroyed || refusal) {
         // Too late, or no room: the login's server goes back untouched.
         if (server) pool.release(server, false);
-        if (!deadline.expired && !stream.destroyed) throw fatal(SqlState.tooManyConnections, 'no more connections allowed (max_client_conn)');
+        if (refusal && !deadline.expired && !stream.destroyed) throw refusal;
         return;
       }
       deadline.clear();
@@ -170,10 +185,31 @@ export function pendingLoginCap(config: Pick<Config, 'max_pending_logins' | 'max
   return config.max_pending_logins > 0 ? config.max_pending_logins : Math.max(1, Math.ceil(config.max_client_conn / 2));
 }
 
-function loggedInOrThrow(deadline: LoginDeadline, admit: () => boolean): void {
+async function loggedInOrThrow(deadline: LoginDeadline, admit: Admit, terms: ClientTerms): Promise<void> {
   if (deadline.expired) throw new SilentClose('login deadline passed');
-  if (!admit()) throw fatal(SqlState.tooManyConnections, 'no more connections allowed (max_client_conn)');
+  const refusal = await admit(terms);
+  if (refusal) throw refusal;
+  if (deadline.expired) throw new SilentClose('login deadline passed');
   deadline.clear();
+}
+
+type Admit = (terms: ClientTerms) => Promise<PgError | null>;
+
+/** The client limits of one login: global, and the database entry's and user's own. */
+function clientTerms(config: Config, database: string, user: string, adminConsole: boolean): ClientTerms {
+  const entry = config.databases[database] ?? config.databases['*'];
+  return {
+    database,
+    user,
+    maxClientConn: config.max_client_conn,
+    maxDbClientConnections: adminConsole ? 0 : (entry?.max_db_client_connections ?? config.max_db_client_connections),
+    maxUserClientConnections: adminConsole ? 0 : (config.users[user]?.max_user_client_connections ?? config.max_user_client_connections),
+  };
+}
+
+/** What a client refused by a limit is told (PgBouncer's words). */
+function clientRefusal(limit: ClientRefusal): PgError {
+  return fatal(SqlState.tooManyConnections, limit === 'max_client_conn' ? 'no more connections allowed (max_client_conn)' : `client connections exceeded (${limit})`);
 }
 
 function preparedLimits(config: Config): PreparedLimits {

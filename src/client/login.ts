@@ -53,8 +53,7 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Conn
   const userEntry = config.users[user];
   const mode = userEntry?.pool_mode ?? target.poolMode;
   const address = { host: target.host, port: target.port, dbname: target.dbname, user };
-  const size = target.entry.pool_size ?? userEntry?.pool_size ?? config.default_pool_size;
-  const pool = proxy.pools.get(database, address, poolSettings(config, size, mode));
+  const pool = proxy.pools.get(database, address, poolSettings(config, target.entry, user, mode));
   pool.setCredentials(credentials);
   // Transaction and statement pooling: a login the pool's last server login can answer takes no server,
   // so it never waits behind busy clients (PgBouncer's cached welcome). The first query waits as any does.

@@ -11,6 +11,10 @@ export const DSN_KEYS = [
   'user',
   'pool_mode',
   'pool_size',
+  'min_pool_size',
+  'reserve_pool_size',
+  'max_db_connections',
+  'max_db_client_connections',
   'auth_dbname',
   // pgbouncer.ini and Bitnami's PGBOUNCER_DATABASE entry carry it; accepted only
   // when it equals the global auth_user (load.ts checks), since we have one.
@@ -46,7 +50,7 @@ export function parseDsn(text: string): DsnFields {
 
     const keyStart = i;
     while (i < n && text[i] !== '=' && !isSpace(text[i])) i++;
-    const key = text.slice(keyStart, i);
+    let key = text.slice(keyStart, i);
     while (isSpace(text[i])) i++;
     if (text[i] !== '=') {
       throw new DsnError(`missing "=" after "${key}" at offset ${keyStart}`);
@@ -80,6 +84,7 @@ export function parseDsn(text: string): DsnFields {
       }
     }
 
+    if (key === 'reserve_pool') key = 'reserve_pool_size'; // PgBouncer's older name, still accepted by it
     checkKey(key);
     if (Object.hasOwn(out, key)) throw new DsnError(`"${key}" is given twice`);
     out[key as DsnKey] = value;

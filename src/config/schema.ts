@@ -17,6 +17,10 @@ export interface DatabaseEntry {
   user: null; // PgBouncer's forced server user: refused at load (NO_FORCED_LOGIN), so always the client's own
   pool_mode: PoolMode | null; // null => global/user setting
   pool_size: number | null; // null => default_pool_size
+  min_pool_size: number | null; // null => global
+  reserve_pool_size: number | null; // null => global
+  max_db_connections: number | null; // null => global
+  max_db_client_connections: number | null; // null => global
   auth_dbname: string | null; // null => global auth_dbname
 }
 export interface UserEntry {
@@ -24,6 +28,7 @@ export interface UserEntry {
   pool_mode: PoolMode | null;
   pool_size: number | null;
   max_user_connections: number | null;
+  max_user_client_connections: number | null;
 }
 export interface Config {
   config_file: string | null;
@@ -52,6 +57,8 @@ export interface Config {
   max_client_conn: number;
   max_db_connections: number;
   max_user_connections: number;
+  max_db_client_connections: number; // 0 = none
+  max_user_client_connections: number; // 0 = none
   server_reset_query: string;
   server_reset_query_always: boolean;
   server_check_query: string;
@@ -250,6 +257,10 @@ const databaseObject = z
     user: optStr().default(null),
     pool_mode: nullable(oneOf(POOL_MODES)).default(null),
     pool_size: nullable(int(1)).default(null),
+    min_pool_size: nullable(int(0)).default(null),
+    reserve_pool_size: nullable(int(0)).default(null),
+    max_db_connections: nullable(int(0)).default(null),
+    max_db_client_connections: nullable(int(0)).default(null),
     auth_dbname: optStr().default(null),
     auth_user: optStr().default(null),
   })
@@ -274,12 +285,13 @@ export const userEntrySchema = z.preprocess(
       pool_mode: nullable(oneOf(POOL_MODES)).default(null),
       pool_size: nullable(int(1)).default(null),
       max_user_connections: nullable(int(0)).default(null),
+      max_user_client_connections: nullable(int(0)).default(null),
     })
     .strict(),
 );
 
 export const DATABASE_KEYS: readonly string[] = DSN_KEYS;
-export const USER_KEYS: readonly string[] = ['pool_mode', 'pool_size', 'max_user_connections'];
+export const USER_KEYS: readonly string[] = ['pool_mode', 'pool_size', 'max_user_connections', 'max_user_client_connections'];
 
 // ---- the whole file -----------------------------------------------------
 
@@ -312,6 +324,8 @@ export const configSchema = z
     max_client_conn: int(1).default(100),
     max_db_connections: int(0).default(0),
     max_user_connections: int(0).default(0),
+    max_db_client_connections: int(0).default(0),
+    max_user_client_connections: int(0).default(0),
     server_reset_query: str({ empty: true }).default('DISCARD ALL'),
     server_reset_query_always: bool().default(false),
     server_check_query: str({ empty: true }).default('select 1'),

@@ -7,6 +7,7 @@
 //                   it until that cancel is over, or the cancel could hit the
 //                   next client's query (PgBouncer's sv_being_canceled)
 // It moves in acquire/release/discard, the cancel's end and the janitor's tick only.
+import type { PoolTerms, SlotKind } from '../budget/ledger.js';
 import type { PoolMode } from '../config/index.js';
 import type { Logger } from '../log/logger.js';
 import { PoolCounters } from '../stats/counters.js';
@@ -40,6 +41,10 @@ export interface PoolSettings {
   connect?: ServerConnector;
   /** Ask each new server whether its role can SET ROLE to a superuser (the superuser policy; off with allow_superuser). */
   checkSuperuserMembership?: boolean;
+  /** Servers of this pool's database, all pools and workers together (max_db_connections; 0 = none). */
+  maxDbConnections?: number;
+  /** Servers of this pool's user, all pools and workers together (max_user_connections; 0 = none). */
+  maxUserConnections?: number;
 }
 
 /** A pool's cached login answer (see Pool.welcome). */
@@ -51,11 +56,21 @@ export interface PoolWelcome {
   readonly superuserMember: boolean;
 }
 
-/** Limits shared between pools (max_db_connections, max_user_connections). */
+/**
+ * The budget a pool opens servers from (budget/budget.ts): pool_size, the
+ * reserve, max_db_connections and max_user_connections across all pools and
+ * workers. A pool asks before it opens a server; the answer comes as
+ * granted()/denied(), perhaps before request() returns.
+ */
 export interface PoolLimits {
-  mayOpen(pool: Pool): boolean;
-  /** A server of `pool` closed: pools held back by a shared limit may go on. */
+  /** `count` slots for waiters waiting since `since` (demand: queued until granted), or for min_pool_size (fill: granted or denied). */
+  request(pool: Pool, kind: SlotKind, count: number, since: number): void;
+  /** Demand asked for but no longer needed (waiters left, or were served by a freed server). */
+  withdraw(pool: Pool, count: number): void;
+  /** The pool may hold fewer servers than slots now: the difference goes back. */
   released(pool: Pool): void;
+  /** A server just became free with `oldestLocal` the oldest waiter here (null: none): close it for a waiter elsewhere? */
+  shouldYield(pool: Pool, oldestLocal: number | null): boolean;
 }
 
 /** What SHOW POOLS counts in one pool (clients other than waiting ones are counted by their sessions). */
@@ -89,6 +104,9 @@ export class Pool {
   private readonly beingCanceled = new Set<ServerConnection>();
   private readonly waiters: Waiter[] = [];
   private connecting = 0;
+  /** Slots asked of the budget and not answered yet: for waiters, and for min_pool_size. */
+  private askedDemand = 0;
+  private askedFill = 0;
   /** Logged-in clients of this pool (the session tells us); a pool with clients is never dropped. */
   private clients = 0;
   /** Last moment the pool was seen in use, for autodb_idle_timeout. */
@@ -113,6 +131,17 @@ export class Pool {
 
   get name(): string {
     return `${this.database}/${this.address.user}`;
+  }
+
+  /** Names this pool in the budget, the same in every worker. */
+  get key(): string {
+    return `${this.database}\0${this.address.user}`;
+  }
+
+  /** The limits the budget holds this pool to. */
+  get terms(): PoolTerms {
+    const s = this.settings;
+    return { size: s.size, reserveSize: s.reserveSize, reserveTimeoutMs: s.reserveTimeoutMs, minSize: s.minSize, maxDbConnections: s.maxDbConnections ?? 0, maxUserConnections: s.maxUserConnections ?? 0 };
   }
 
   /** Servers open or being opened. */
@@ -239,11 +268,6 @@ export class Pool {
     this.pump();
   }
 
-  /** Called by the limits when another pool freed a shared slot. */
-  wake(): void {
-    this.pump();
-  }
-
   get hasWaiters(): boolean {
     return this.waiters.length > 0;
   }
@@ -301,32 +325,58 @@ export class Pool {
     this.active.clear();
     this.beingCanceled.clear();
     for (const w of this.waiters.splice(0)) this.settle(w, shuttingDown());
+    this.withdrawExcess();
+    this.limits.released(this);
   }
 
-  /** Closes the least recently used idle server, for a pool held back by a shared limit. */
+  /** Closes the least recently used idle server, for a waiter the budget has no other room for. */
   evictIdle(): boolean {
     const victim = this.idle.shift();
     if (!victim) return false;
     victim.close();
+    this.limits.released(this);
     return true;
   }
 
+  /** The budget granted `count` slots: each opens a server if a waiter (or min_pool_size) still wants one, else goes back. */
+  granted(kind: SlotKind, count: number): void {
+    for (let i = 0; i < count; i++) {
+      // A grant may cross a withdraw in flight: never below zero.
+      if (kind === 'demand' && this.askedDemand > 0) this.askedDemand--;
+      else if (kind === 'fill' && this.askedFill > 0) this.askedFill--;
+      const wanted = this.waiters.length > this.connecting || this.total < Math.min(this.settings.minSize, this.settings.size);
+      if (!this.closed && this.credentials && wanted) this.open();
+    }
+    this.limits.released(this);
+  }
+
+  /** The budget has no room for `count` min_pool_size servers now (the janitor asks again). */
+  denied(count: number): void {
+    this.askedFill = Math.max(0, this.askedFill - count);
+  }
+
   private makeIdle(server: ServerConnection): void {
-    if (this.closed) server.close(); // finished its reset or login after closeAll
-    if (server.closed) {
-      this.pump();
+    // Closed meanwhile, finished its reset or login after closeAll, or wanted by an older waiter elsewhere.
+    if (server.closed || this.closed || this.limits.shouldYield(this, this.waiters[0]?.since ?? null)) {
+      this.close(server);
       return;
     }
     this.idle.push(server);
     this.pump();
-    // Nobody here wants it: a pool waiting on a shared limit may evict it.
-    if (this.waiters.length === 0) this.limits.released(this);
   }
 
   private close(server: ServerConnection): void {
     server.close();
     this.limits.released(this);
     this.pump();
+  }
+
+  /** Gives back asked-for slots no waiter needs any more. */
+  private withdrawExcess(): void {
+    const excess = this.askedDemand - Math.max(0, this.waiters.length - this.connecting);
+    if (excess <= 0) return;
+    this.askedDemand -= excess;
+    this.limits.withdraw(this, excess);
   }
 
   private pump(): void {
@@ -337,20 +387,30 @@ export class Pool {
       if (this.needsCheck(server)) this.check(server);
       else this.settle(this.waiters.shift()!, null, server);
     }
-    if (this.waiters.length === 0) return;
+    if (this.waiters.length === 0) {
+      this.withdrawExcess();
+      return;
+    }
     if (Date.now() < this.retryAt) {
       // Logins have been failing: fail fast instead of queueing behind server_login_retry.
       if (this.active.size === 0 && this.beingCanceled.size === 0 && this.connecting === 0) {
         const err = fatal(SqlState.connectionFailure, 'server login has been failing, try again later (server_login_retry)', { detail: this.lastLoginError?.message });
         for (const w of this.waiters.splice(0)) this.settle(w, err);
       }
+      this.withdrawExcess();
       return;
     }
-    const wanted = this.waiters.length - this.connecting;
-    for (let i = 0; i < wanted && this.total < this.capacity(); i++) {
-      if (!this.limits.mayOpen(this)) break;
-      this.open();
-    }
+    this.askForWaiters();
+  }
+
+  /** Asks the budget for one server per waiter that no server being opened or asked for will serve, up to this pool's capacity. */
+  private askForWaiters(): void {
+    const capacity = this.capacity();
+    let count = 0;
+    while (count < this.waiters.length - this.connecting - this.askedDemand && this.total + this.askedDemand + this.askedFill + count < capacity) count++;
+    if (count === 0) return;
+    this.askedDemand += count; // before asking: a local budget answers at once
+    this.limits.request(this, 'demand', count, this.waiters[0]!.since);
   }
 
   /** pool_size, plus reserve_pool_size once a client has waited reserve_pool_timeout. */
@@ -363,7 +423,10 @@ export class Pool {
   /** Opens servers up to min_pool_size once credentials are known. */
   private fill(): void {
     if (!this.credentials || Date.now() < this.retryAt) return;
-    while (this.total < Math.min(this.settings.minSize, this.settings.size) && this.limits.mayOpen(this)) this.open();
+    const count = Math.min(this.settings.minSize, this.settings.size) - this.total - this.askedDemand - this.askedFill;
+    if (count <= 0) return;
+    this.askedFill += count;
+    this.limits.request(this, 'fill', count, Date.now());
   }
 
   private takeIdle(): ServerConnection | null {
@@ -437,6 +500,7 @@ export class Pool {
         // Nobody else can serve them soon: fail every waiter rather than let them hang.
         const doomed = this.active.size === 0 && this.beingCanceled.size === 0 ? this.waiters.splice(0) : this.waiters.splice(0, 1);
         for (const w of doomed) this.settle(w, err);
+        this.withdrawExcess();
       },
     );
   }
@@ -453,6 +517,7 @@ export class Pool {
     const i = this.waiters.indexOf(waiter);
     if (i < 0) return;
     this.waiters.splice(i, 1);
+    this.withdrawExcess();
     const seconds = this.settings.waitTimeoutMs / 1000;
     this.settle(
       waiter,

@@ -1,14 +1,16 @@
-// PoolSettings from the configuration: PgBouncer's seconds become milliseconds once, here.
-import type { Config, PoolMode } from '../config/index.js';
+// PoolSettings from the configuration: a database entry's and a user's own
+// values over the global ones, and PgBouncer's seconds as milliseconds, here once.
+import type { Config, DatabaseEntry, PoolMode } from '../config/index.js';
 import type { PoolSettings } from './pool.js';
 
-export function poolSettings(config: Config, size: number, mode: PoolMode): PoolSettings {
+export function poolSettings(config: Config, entry: DatabaseEntry, user: string, mode: PoolMode): PoolSettings {
   const ms = (seconds: number): number => Math.round(seconds * 1000);
+  const userEntry = config.users[user];
   return {
     mode,
-    size,
-    minSize: config.min_pool_size,
-    reserveSize: config.reserve_pool_size,
+    size: entry.pool_size ?? userEntry?.pool_size ?? config.default_pool_size,
+    minSize: entry.min_pool_size ?? config.min_pool_size,
+    reserveSize: entry.reserve_pool_size ?? config.reserve_pool_size,
     reserveTimeoutMs: ms(config.reserve_pool_timeout),
     connectTimeoutMs: ms(config.server_connect_timeout),
     loginRetryMs: ms(config.server_login_retry),
@@ -21,5 +23,7 @@ export function poolSettings(config: Config, size: number, mode: PoolMode): Pool
     maxPrepared: mode === 'session' ? 0 : config.max_prepared_statements,
     unusedTimeoutMs: ms(config.autodb_idle_timeout),
     checkSuperuserMembership: !config.allow_superuser,
+    maxDbConnections: entry.max_db_connections ?? config.max_db_connections,
+    maxUserConnections: userEntry?.max_user_connections ?? config.max_user_connections,
   };
 }

@@ -215,10 +215,10 @@ function databaseRows(config: Config, pools: readonly Pool[]): DatabaseRow[] {
       database: r.dbname,
       force_user: r.entry.user,
       pool_size: r.poolSize,
-      min_pool_size: config.min_pool_size,
-      reserve_pool: config.reserve_pool_size,
+      min_pool_size: r.entry.min_pool_size ?? config.min_pool_size,
+      reserve_pool: r.entry.reserve_pool_size ?? config.reserve_pool_size,
       pool_mode: r.entry.pool_mode,
-      max_connections: config.max_db_connections,
+      max_connections: r.entry.max_db_connections ?? config.max_db_connections,
       current_connections: current,
     });
   }

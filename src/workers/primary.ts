@@ -1,11 +1,15 @@
 // The primary process when `workers` > 1: forks the workers that share the
-// listening port (node:cluster), restarts one that dies, relays cancel
-// requests to the worker that owns the key, serves the metrics endpoint with
-// every worker's statistics merged, and stops them all on SIGTERM.
+// listening port (node:cluster), keeps the one budget of server and client
+// slots they all draw from (budget/host.ts), restarts one that dies (its slots
+// are free at once), relays cancel requests to the worker that owns the key,
+// serves the metrics endpoint with every worker's statistics merged, and stops
+// them all on SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import type { MetricsEndpoint, MetricsServer } from '../metrics/server.js';
+import { BudgetHost } from '../budget/host.js';
+import { isToLedger } from '../budget/messages.js';
 import { PrimaryCollector } from '../stats/collector.js';
 import { isCancelMessage, isMessage, workerOfProcessId } from './messages.js';
 
@@ -18,6 +22,10 @@ export async function runPrimary(count: number, log: Logger): Promise<number> {
   const stats = new PrimaryCollector(() => serving);
   let metrics: Promise<MetricsServer | null> | null = null;
   let stopping = false;
+  const budget = new BudgetHost((id, msg) => {
+    const worker = workers.get(id);
+    if (worker?.isConnected()) worker.send(msg);
+  });
 
   // The primary does not read the configuration: the first worker to listen says where metrics go.
   const startMetrics = (where: MetricsEndpoint): void => {
@@ -38,7 +46,9 @@ export async function runPrimary(count: number, log: Logger): Promise<number> {
     const worker = cluster.fork({ PG_INGRESS_WORKER_ID: String(id), PG_INGRESS_TICKET_KEYS: ticketKeys });
     workers.set(id, worker);
     worker.on('message', (msg: unknown) => {
-      if (isCancelMessage(msg)) {
+      if (isToLedger(msg)) {
+        if (workers.get(id) === worker) budget.onMessage(id, msg);
+      } else if (isCancelMessage(msg)) {
         const owner = workers.get(workerOfProcessId(msg.processId));
         if (owner && owner !== worker) owner.send(msg);
       } else if (isMessage(msg, 'pg-ingress:stats-reply')) {
@@ -55,7 +65,10 @@ export async function runPrimary(count: number, log: Logger): Promise<number> {
     });
     worker.on('exit', (code, signal) => {
       serving.delete(worker);
-      if (workers.get(id) === worker) workers.delete(id);
+      if (workers.get(id) === worker) {
+        workers.delete(id);
+        budget.workerGone(id); // its servers and clients are gone with it
+      }
       if (stopping) return;
       log.error({ worker: id, code, signal }, 'worker exited unexpectedly; starting a new one');
       setTimeout(() => fork(id), 1000).unref();
@@ -83,6 +96,7 @@ export async function runPrimary(count: number, log: Logger): Promise<number> {
         }),
     ),
   );
+  budget.close();
   const server = await (metrics as Promise<MetricsServer | null> | null);
   await server?.close();
   return 0;

@@ -23,12 +23,13 @@ export class PendingReplies<T> {
     });
   }
 
-  /** A reply arrived; unknown or late ids are ignored. */
-  settle(id: number, value: T | null): void {
+  /** A reply arrived; unknown or late ids are ignored (false). */
+  settle(id: number, value: T | null): boolean {
     const p = this.pending.get(id);
-    if (!p) return;
+    if (!p) return false;
     this.pending.delete(id);
     clearTimeout(p.timer);
     p.resolve(value);
+    return true;
   }
 }

@@ -4,7 +4,7 @@ import { configError, tempDir } from './helpers.js';
 
 const file = tempDir();
 const load = (yaml: string, env: Record<string, string> = {}) => loadConfig({ file: file('db.yaml', yaml), env });
-const nulls = { dbname: null, user: null, pool_mode: null, pool_size: null, auth_dbname: null };
+const nulls = { dbname: null, user: null, pool_mode: null, pool_size: null, min_pool_size: null, reserve_pool_size: null, max_db_connections: null, max_db_client_connections: null, auth_dbname: null };
 
 describe('databases', () => {
   test('DSN strings, with libpq quoting', () => {
@@ -12,11 +12,14 @@ describe('databases', () => {
 databases:
   app: host=app-rw.db.svc port=5433 dbname=app_prod pool_mode=transaction pool_size=5 auth_dbname=postgres
   quoted: "host='my host' dbname='it\\'s'"
+  limited: host=h min_pool_size=1 reserve_pool=2 max_db_connections=3 max_db_client_connections=40
 `);
     expect(c.databases.app).toEqual({
       name: 'app', host: 'app-rw.db.svc', port: 5433, dbname: 'app_prod', user: null,
-      pool_mode: 'transaction', pool_size: 5, auth_dbname: 'postgres',
+      pool_mode: 'transaction', pool_size: 5, min_pool_size: null, reserve_pool_size: null, max_db_connections: null, max_db_client_connections: null, auth_dbname: 'postgres',
     });
+    // PgBouncer's per-database limits; reserve_pool is its older name of reserve_pool_size.
+    expect(c.databases.limited).toEqual({ name: 'limited', host: 'h', port: 5432, ...nulls, min_pool_size: 1, reserve_pool_size: 2, max_db_connections: 3, max_db_client_connections: 40 });
     expect(c.databases.quoted).toEqual({ name: 'quoted', host: 'my host', port: 5432, ...nulls, dbname: "it's" });
   });
 
@@ -54,12 +57,12 @@ databases:
 
   test('an unknown DSN key names the entry and lists the known keys', () => {
     const err = configError(() => load("databases:\n  app: host=db connect_query='select 1'\n"));
-    expect(err).toMatch(/databases\.app: unknown key "connect_query"; known keys: host, port, dbname, user, pool_mode, pool_size, auth_dbname/);
+    expect(err).toMatch(/databases\.app: unknown key "connect_query"; known keys: host, port, dbname, user, pool_mode, pool_size, min_pool_size, reserve_pool_size, max_db_connections, max_db_client_connections, auth_dbname/);
   });
 
   test('an unknown object key lists the known keys', () => {
-    expect(configError(() => load('databases:\n  app: { host: h, max_db_connections: 3 }\n'))).toMatch(
-      /databases\.app\.max_db_connections: unknown key; known keys: host, port,/,
+    expect(configError(() => load('databases:\n  app: { host: h, connect_query: x }\n'))).toMatch(
+      /databases\.app\.connect_query: unknown key; known keys: host, port,/,
     );
   });
 
@@ -122,9 +125,9 @@ databases:
 
 describe('users', () => {
   test('objects with pool overrides; an empty entry is allowed', () => {
-    const c = load('users:\n  batch: { pool_mode: session, pool_size: 2, max_user_connections: 10 }\n  alice:\n');
-    expect(c.users.batch).toEqual({ name: 'batch', pool_mode: 'session', pool_size: 2, max_user_connections: 10 });
-    expect(c.users.alice).toEqual({ name: 'alice', pool_mode: null, pool_size: null, max_user_connections: null });
+    const c = load('users:\n  batch: { pool_mode: session, pool_size: 2, max_user_connections: 10, max_user_client_connections: 50 }\n  alice:\n');
+    expect(c.users.batch).toEqual({ name: 'batch', pool_mode: 'session', pool_size: 2, max_user_connections: 10, max_user_client_connections: 50 });
+    expect(c.users.alice).toEqual({ name: 'alice', pool_mode: null, pool_size: null, max_user_connections: null, max_user_client_connections: null });
   });
 
   test('errors name the user and key', () => {

@@ -34,6 +34,8 @@ const valid: Record<string, [string, unknown]> = {
   max_client_conn: ['1000', 1000],
   max_db_connections: ['50', 50],
   max_user_connections: ['40', 40],
+  max_db_client_connections: ['30', 30],
+  max_user_client_connections: ['40', 40],
   server_reset_query: ['RESET ALL', 'RESET ALL'],
   server_reset_query_always: ['on', true],
   server_check_query: ['SELECT 2', 'SELECT 2'],
@@ -192,7 +194,8 @@ describe('Bitnami PGBOUNCER_* variables', () => {
   test('PGBOUNCER_DATABASE with POSTGRESQL_HOST/PORT/DATABASE is the image\'s default entry', () => {
     const c = fromEnv({ PGBOUNCER_DATABASE: 'app', POSTGRESQL_HOST: 'pg', POSTGRESQL_PORT: '5433', POSTGRESQL_DATABASE: 'app_prod' });
     expect(c.databases.app).toEqual({
-      name: 'app', host: 'pg', port: 5433, dbname: 'app_prod', user: null, pool_mode: null, pool_size: null, auth_dbname: null,
+      name: 'app', host: 'pg', port: 5433, dbname: 'app_prod', user: null, pool_mode: null, pool_size: null,
+      min_pool_size: null, reserve_pool_size: null, max_db_connections: null, max_db_client_connections: null, auth_dbname: null,
     });
   });
 

@@ -39,6 +39,8 @@ describe('defaults', () => {
       max_client_conn: 100,
       max_db_connections: 0,
       max_user_connections: 0,
+      max_db_client_connections: 0,
+      max_user_client_connections: 0,
       server_reset_query: 'DISCARD ALL',
       server_reset_query_always: false,
       server_check_query: 'select 1',
@@ -86,7 +88,7 @@ describe('defaults', () => {
     expect(c).toMatchObject({ listen_addr: '0.0.0.0', listen_port: 6432, auth_user: 'pgbouncer', auth_password: null });
     expect(c.client_tls_cert_file).toBeNull();
     expect(c.databases['*']).toEqual({
-      name: '*', host: '127.0.0.1', port: 5432, dbname: null, user: null, pool_mode: null, pool_size: null, auth_dbname: null,
+      name: '*', host: '127.0.0.1', port: 5432, dbname: null, user: null, pool_mode: null, pool_size: null, min_pool_size: null, reserve_pool_size: null, max_db_connections: null, max_db_client_connections: null, auth_dbname: null,
     });
   });
 });
@@ -120,6 +122,8 @@ describe('type errors name the file and the key', () => {
     max_client_conn: [0, 'expected an integer >= 1, got 0'],
     max_db_connections: [-1, 'expected an integer >= 0, got -1'],
     max_user_connections: [null, 'expected an integer >= 0, got null'],
+    max_db_client_connections: [-1, 'expected an integer >= 0, got -1'],
+    max_user_client_connections: ['lots', 'expected an integer >= 0, got "lots"'],
     server_reset_query: [null, 'expected a string, got null'],
     server_reset_query_always: [2, 'expected a boolean'],
     server_check_query: [1, 'expected a string, got 1'],

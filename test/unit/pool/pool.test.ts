@@ -6,7 +6,8 @@ import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../../src/log/logger.js';
 import { CancelRegistry } from '../../../src/pool/cancel.js';
-import { PoolManager, type SharedLimits } from '../../../src/pool/manager.js';
+import { Budget } from '../../../src/budget/budget.js';
+import { PoolManager } from '../../../src/pool/manager.js';
 import { Pool, type PoolLimits, type PoolSettings } from '../../../src/pool/pool.js';
 import type { ServerCredentials } from '../../../src/pool/server-login.js';
 import { ServerStatements } from '../../../src/pool/server-statements.js';
@@ -128,7 +129,13 @@ function settings(connector: FakeConnector, overrides: Partial<PoolSettings> = {
   };
 }
 
-const noLimits: PoolLimits = { mayOpen: () => true, released: () => undefined };
+/** A budget with room for anything: each ask is granted at once. */
+const noLimits: PoolLimits = {
+  request: (pool, kind, count) => pool.granted(kind, count),
+  withdraw: () => undefined,
+  released: () => undefined,
+  shouldYield: () => false,
+};
 
 function makePool(connector: FakeConnector, overrides: Partial<PoolSettings> = {}, address = ADDRESS): Pool {
   const pool = new Pool(address.dbname, address, settings(connector, overrides), noLimits, log);
@@ -456,18 +463,22 @@ describe('PoolManager', () => {
     vi.useRealTimers();
   });
 
-  const limits = (maxDb: number, maxUser: number): SharedLimits => ({ maxDbConnections: maxDb, maxUserConnections: () => maxUser });
+  let limits = { maxDbConnections: 0, maxUserConnections: 0 };
+  const withLimits = (maxDb: number, maxUser: number): Budget => {
+    limits = { maxDbConnections: maxDb, maxUserConnections: maxUser };
+    return Budget.local();
+  };
   const address = (dbname: string, user: string): ServerAddress => ({ ...ADDRESS, dbname, user });
 
   function poolOf(manager: PoolManager, connector: FakeConnector, db: string, user: string, overrides: Partial<PoolSettings> = {}): Pool {
-    const pool = manager.get(db, address(db, user), settings(connector, { size: 5, ...overrides }));
+    const pool = manager.get(db, address(db, user), settings(connector, { size: 5, ...limits, ...overrides }));
     pool.setCredentials(CREDENTIALS);
     return pool;
   }
 
   it('max_db_connections: a pool at the limit closes an idle server of a sibling pool to open its own', async () => {
     const connector = new FakeConnector();
-    const manager = new PoolManager(log, limits(1, 0));
+    const manager = new PoolManager(log, withLimits(1, 0));
     const alice = poolOf(manager, connector, 'app', 'alice');
     const bob = poolOf(manager, connector, 'app', 'bob');
     const a = track(alice.acquire());
@@ -482,7 +493,7 @@ describe('PoolManager', () => {
 
   it('max_user_connections: a pool waits while the sibling server is busy, and gets its turn when it is given back', async () => {
     const connector = new FakeConnector();
-    const manager = new PoolManager(log, limits(0, 1));
+    const manager = new PoolManager(log, withLimits(0, 1));
     const app = poolOf(manager, connector, 'app', 'alice');
     const other = poolOf(manager, connector, 'other', 'alice');
     const a = track(app.acquire());
@@ -499,7 +510,7 @@ describe('PoolManager', () => {
 
   it('drops a pool unused (no client, server or waiter) for autodb_idle_timeout, and makes it anew on demand', async () => {
     const connector = new FakeConnector();
-    const manager = new PoolManager(log, limits(0, 0));
+    const manager = new PoolManager(log, withLimits(0, 0));
     const pool = poolOf(manager, connector, 'app', 'alice', { unusedTimeoutMs: 60_000 });
     pool.clientJoined();
     await vi.advanceTimersByTimeAsync(120_000);
@@ -530,7 +541,7 @@ describe('PoolManager', () => {
 
   it('keeps pools forever with autodb_idle_timeout 0', async () => {
     const connector = new FakeConnector();
-    const manager = new PoolManager(log, limits(0, 0));
+    const manager = new PoolManager(log, withLimits(0, 0));
     poolOf(manager, connector, 'app', 'alice', { unusedTimeoutMs: 0 });
     await vi.advanceTimersByTimeAsync(10 * 3600_000);
     manager.tick(Date.now());

@@ -1,0 +1,193 @@
+// A worker's side of the budget: the pools ask it before opening a server and
+// tell it when they closed one; it asks the ledger (in this process, or in the
+// primary over IPC) and hands the grants to the pools. It also keeps the
+// ledger's pressure, so that an idle server another worker's (or a sibling
+// pool's) waiter needs is closed instead of kept, and admits clients.
+//
+// It counts the slots each pool holds: after any change a pool holding more
+// slots than it has servers (open or opening) gives the difference back, so a
+// slot is returned once however a server ended.
+import type { Pool, PoolLimits } from '../pool/pool.js';
+import { Ledger, type ClientRefusal, type ClientTerms, type PoolId, type PoolTerms, type Pressure, type SlotKind } from './ledger.js';
+import { BUDGET, isFromLedger, type FromLedger, type ToLedger } from './messages.js';
+import { PendingReplies } from '../workers/replies.js';
+
+/** How the budget reaches its ledger. */
+interface LedgerPort {
+  ask(id: PoolId, terms: PoolTerms, kind: SlotKind, count: number, since: number): void;
+  withdraw(pool: string, count: number): void;
+  release(pool: string, count: number): void;
+  admit(terms: ClientTerms): Promise<ClientRefusal | null> | ClientRefusal | null;
+  clientLeft(database: string, user: string): void;
+  tick(): void;
+}
+
+/** The pools a budget serves (the PoolManager). */
+export interface PoolDirectory {
+  find(key: string): Pool | undefined;
+  all(): Iterable<Pool>;
+}
+
+/** Admission replies from the primary normally take well under a millisecond; this bounds a stuck one. */
+const ADMIT_TIMEOUT_MS = 5_000;
+
+export class Budget implements PoolLimits {
+  private readonly held = new Map<string, number>();
+  private pressures = new Map<string, Pressure>();
+  private pools: PoolDirectory = { find: () => undefined, all: () => [] };
+  private readonly port: LedgerPort;
+
+  /** A budget with its own ledger: a single-process proxy (worker 0). */
+  static local(): Budget {
+    return new Budget((budget) => {
+      const ledger = new Ledger({
+        granted: (_w, pool, kind, count) => budget.onGranted(pool, kind, count),
+        denied: (_w, pool, count) => budget.onDenied(pool, count),
+        pressure: (_w, pressures) => budget.onPressure(pressures),
+      });
+      return {
+        ask: (id, terms, kind, count, since) => ledger.ask(0, id, terms, kind, count, since),
+        withdraw: (pool, count) => ledger.withdraw(0, pool, count),
+        release: (pool, count) => ledger.release(0, pool, count),
+        admit: (terms) => ledger.admit(0, terms),
+        clientLeft: (database, user) => ledger.clientLeft(0, database, user),
+        tick: () => ledger.tick(),
+      };
+    });
+  }
+
+  /** A worker's budget: the primary's ledger, over the IPC channel. */
+  static shared(channel: { send(msg: ToLedger): void; on(event: 'message', listener: (msg: unknown) => void): void }): Budget {
+    return new Budget((budget) => {
+      const admissions = new PendingReplies<{ refusal: ClientRefusal | null }>(ADMIT_TIMEOUT_MS);
+      /** Asked and not answered yet, to give a late admission back. */
+      const pendingTerms = new Map<number, ClientTerms>();
+      channel.on('message', (msg) => {
+        if (!isFromLedger(msg)) return;
+        if (msg.op === 'admitted') {
+          // Admitted after we gave up waiting: that slot is nobody's, give it back.
+          if (!admissions.settle(msg.id, { refusal: msg.refusal }) && msg.refusal === null) channel.send({ type: BUDGET, op: 'left', database: pendingTerms.get(msg.id)?.database ?? '', user: pendingTerms.get(msg.id)?.user ?? '' });
+          pendingTerms.delete(msg.id);
+        }
+        else budget.fromLedger(msg);
+      });
+      return {
+        ask: (id, terms, kind, count, since) => channel.send({ type: BUDGET, op: 'ask', id, terms, kind, count, since }),
+        withdraw: (pool, count) => channel.send({ type: BUDGET, op: 'withdraw', pool, count }),
+        release: (pool, count) => channel.send({ type: BUDGET, op: 'release', pool, count }),
+        // No answer in time: refused as full rather than admitted beyond the limit.
+        admit: async (terms) => {
+          const answer = await admissions.request((id) => {
+            pendingTerms.set(id, terms);
+            channel.send({ type: BUDGET, op: 'admit', id, terms });
+          });
+          return answer === null ? 'max_client_conn' : answer.refusal;
+        },
+        clientLeft: (database, user) => channel.send({ type: BUDGET, op: 'left', database, user }),
+        tick: () => undefined, // the primary ticks its ledger
+      };
+    });
+  }
+
+  private constructor(connect: (budget: Budget) => LedgerPort) {
+    this.port = connect(this);
+  }
+
+  /** The pools to hand grants to (the PoolManager, once it exists). */
+  serve(pools: PoolDirectory): void {
+    this.pools = pools;
+  }
+
+  // ---- PoolLimits: what a pool asks -----------------------------------------
+
+  request(pool: Pool, kind: SlotKind, count: number, since: number): void {
+    this.port.ask({ key: pool.key, database: pool.database, user: pool.address.user }, pool.terms, kind, count, since);
+  }
+
+  withdraw(pool: Pool, count: number): void {
+    this.port.withdraw(pool.key, count);
+  }
+
+  released(pool: Pool): void {
+    const held = this.held.get(pool.key) ?? 0;
+    const surplus = held - pool.total;
+    if (surplus <= 0) return;
+    if (surplus === held) this.held.delete(pool.key);
+    else this.held.set(pool.key, held - surplus);
+    this.port.release(pool.key, surplus);
+  }
+
+  /**
+   * A server of `pool` just became free: close it for someone waiting elsewhere?
+   * For another worker's waiters of the same pool only when theirs waited
+   * longer than ours (`oldestLocal`); for a sibling pool only when none of
+   * ours waits.
+   */
+  shouldYield(pool: Pool, oldestLocal: number | null): boolean {
+    if (this.pressures.size === 0) return false;
+    const same = this.pressures.get(`p:${pool.key}`);
+    if (same && same.count > 0 && (oldestLocal === null || same.since < oldestLocal)) {
+      same.count--;
+      return true;
+    }
+    if (oldestLocal !== null) return false;
+    for (const scope of [`d:${pool.database}`, `u:${pool.address.user}`]) {
+      const p = this.pressures.get(scope);
+      if (p && p.count > 0) {
+        p.count--;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  tick(): void {
+    this.port.tick();
+  }
+
+  // ---- clients ------------------------------------------------------------------
+
+  async admitClient(terms: ClientTerms): Promise<ClientRefusal | null> {
+    return this.port.admit(terms);
+  }
+
+  clientLeft(database: string, user: string): void {
+    this.port.clientLeft(database, user);
+  }
+
+  // ---- what the ledger says -------------------------------------------------------
+
+  private fromLedger(msg: Exclude<FromLedger, { op: 'admitted' }>): void {
+    if (msg.op === 'granted') this.onGranted(msg.pool, msg.kind, msg.count);
+    else if (msg.op === 'denied') this.onDenied(msg.pool, msg.count);
+    else this.onPressure(msg.pressures);
+  }
+
+  private onGranted(key: string, kind: SlotKind, count: number): void {
+    const pool = this.pools.find(key);
+    if (!pool) {
+      this.port.release(key, count); // the pool was dropped meanwhile
+      return;
+    }
+    this.held.set(key, (this.held.get(key) ?? 0) + count);
+    pool.granted(kind, count);
+    this.released(pool); // what it did not use goes back
+  }
+
+  private onDenied(key: string, count: number): void {
+    this.pools.find(key)?.denied(count);
+  }
+
+  private onPressure(list: Pressure[]): void {
+    this.pressures = new Map(list.map((p) => [p.scope, { ...p }]));
+    if (list.length === 0) return;
+    // Idle servers that match go now; busy ones when they next go idle (shouldYield).
+    for (const pool of this.pools.all()) {
+      if (pool.hasWaiters) continue;
+      for (const scope of [`p:${pool.key}`, `d:${pool.database}`, `u:${pool.address.user}`]) {
+        const p = this.pressures.get(scope);
+        while (p && p.count > 0 && pool.evictIdle()) p.count--;
+      }
+    }
+  }
+}
