@@ -20,6 +20,7 @@ import { STATS_PERIOD_MS } from './stats/counters.js';
 import { takeSnapshot, type WorkerSnapshot } from './stats/snapshot.js';
 import { TlsContextProvider } from './tls/context.js';
 import { currentWorkerId, isCancelMessage, isMessage } from './workers/messages.js';
+import { listenWithReusePort } from './workers/reuse-port.js';
 
 /** How often the janitor looks at timeouts and pool sizes (PgBouncer's runs about once a second). */
 const JANITOR_INTERVAL_MS = 250;
@@ -90,8 +91,9 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
   }, STATS_PERIOD_MS);
   statsPeriod.unref();
   const clientListener = (listener = new Listener(context));
-  const port = await clientListener.listen(config.listen_addr, config.listen_port);
-  log.info({ listen_addr: config.listen_addr, listen_port: port }, 'pg-ingress listening');
+  const reusePort = listenWithReusePort(config.listen_reuse_port, cluster.isWorker, config.listen_port);
+  const port = await clientListener.listen(config.listen_addr, config.listen_port, reusePort);
+  log.info({ listen_addr: config.listen_addr, listen_port: port, reuse_port: reusePort }, 'pg-ingress listening');
   let closing = false;
   const metricsAt: MetricsEndpoint | null =
     config.metrics_port === null ? null : { host: config.metrics_listen_addr, port: config.metrics_port, authToken: config.metrics_auth_token };

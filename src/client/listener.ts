@@ -29,10 +29,11 @@ export class Listener {
     this.server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
   }
 
-  listen(host: string, port: number): Promise<number> {
+  /** @param reusePort listen on the port in this process (SO_REUSEPORT; with `exclusive`, node:cluster does not route through the primary) */
+  listen(host: string, port: number, reusePort = false): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host, port }, () => {
+      this.server.listen(reusePort ? { host, port, reusePort: true, exclusive: true } : { host, port }, () => {
         this.server.off('error', reject);
         resolve((this.server.address() as net.AddressInfo).port);
       });

@@ -34,6 +34,7 @@ export interface Config {
   config_file: string | null;
   listen_addr: string;
   listen_port: number;
+  listen_reuse_port: 'auto' | 'off';
   client_tls_sslmode: ClientSslMode;
   client_tls_cert_file: string | null;
   client_tls_key_file: string | null;
@@ -300,6 +301,7 @@ export const configSchema = z
   .object({
     listen_addr: listenAddr().default('0.0.0.0'),
     listen_port: int(0, 65535).default(6432), // 0 = any free port (tests)
+    listen_reuse_port: oneOf(['auto', 'off'] as const).default('auto'),
     client_tls_sslmode: oneOf(SSL_MODES).default('require'),
     client_tls_cert_file: optStr().default(null),
     client_tls_key_file: optStr().default(null),

@@ -10,6 +10,7 @@ const fromEnv = (env: Record<string, string | undefined>) => loadConfig({ file: 
 const valid: Record<string, [string, unknown]> = {
   listen_addr: ['127.0.0.1', '127.0.0.1'],
   listen_port: ['7432', 7432],
+  listen_reuse_port: ['off', 'off'],
   client_tls_sslmode: ['prefer', 'prefer'],
   client_tls_cert_file: ['/tls/tls.crt', '/tls/tls.crt'],
   client_tls_key_file: ['/tls/tls.key', '/tls/tls.key'],

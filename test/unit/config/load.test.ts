@@ -16,6 +16,7 @@ describe('defaults', () => {
       config_file: null,
       listen_addr: '0.0.0.0',
       listen_port: 6432,
+      listen_reuse_port: 'auto',
       client_tls_sslmode: 'require',
       client_tls_cert_file: null,
       client_tls_key_file: null,
@@ -98,6 +99,7 @@ describe('type errors name the file and the key', () => {
   const bad: Record<string, [unknown, string]> = {
     listen_addr: ['a,b', 'expected one host name or IP address'],
     listen_port: ['abc', 'expected an integer from 0 to 65535, got "abc"'],
+    listen_reuse_port: ['on', 'expected one of auto, off, got "on"'],
     client_tls_sslmode: ['verify-full', 'expected one of disable, allow, prefer, require, got "verify-full"'],
     client_tls_cert_file: [42, 'expected a string or null, got 42'],
     client_tls_key_file: [[], 'expected a string or null, got []'],
