@@ -27,6 +27,8 @@ export interface CliProxy {
  */
 export async function startCliProxy(opts: {
   yaml: (dir: string) => string[];
+  /** More `databases:` entries, as YAML lines (indented), before the `*` fallback. */
+  databases?: string[];
   env?: Record<string, string>;
   ready: (output: string) => boolean;
 }): Promise<CliProxy> {
@@ -43,6 +45,7 @@ export async function startCliProxy(opts: {
       `client_tls_key_file: ${keyFile}`,
       ...opts.yaml(dir),
       'databases:',
+      ...(opts.databases ?? []),
       `  "*": host=${cluster.host} port=${cluster.port}`,
     ].join('\n'),
   );
