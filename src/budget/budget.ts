@@ -119,14 +119,14 @@ export class Budget implements PoolLimits {
 
   /**
    * A server of `pool` just became free: close it for someone waiting elsewhere?
-   * For another worker's waiters of the same pool only when theirs waited
-   * longer than ours (`oldestLocal`); for a sibling pool only when none of
-   * ours waits.
+   * For another worker's waiters of the same pool whenever this worker holds
+   * more than its share (the ledger said so), even with waiters of its own; for
+   * a sibling pool only when none of ours waits (`oldestLocal` null).
    */
   shouldYield(pool: Pool, oldestLocal: number | null): boolean {
     if (this.pressures.size === 0) return false;
     const same = this.pressures.get(`p:${pool.key}`);
-    if (same && same.count > 0 && (oldestLocal === null || same.since < oldestLocal)) {
+    if (same && same.count > 0) {
       same.count--;
       return true;
     }

@@ -7,10 +7,11 @@
 // A server slot is asked for in one of two ways:
 //   demand  for waiting clients: granted when the pool, its database and its
 //           user have room, else queued in arrival order (the oldest waiter's
-//           time) until a slot frees up. While an ask is queued, the workers
-//           holding slots that could serve it are put under pressure: they
-//           close an idle server of that pool (or, for a database or user
-//           limit, of a sibling pool) instead of keeping it.
+//           time) until a slot frees up. While an ask is queued, workers are
+//           put under pressure to close a free server instead of keeping it:
+//           for a full pool, those holding more than their fair share of it;
+//           for a database or user limit, those with an idle server of a
+//           sibling pool (as PgBouncer evicts one).
 //   fill    for min_pool_size: granted up to the floor, else denied; never queued.
 // Limits arrive with each ask (every worker has the same configuration), so
 // the primary reads no configuration.
@@ -38,7 +39,9 @@ export interface PoolId {
 
 /**
  * A worker should give up idle servers that match `scope` (`p:` pool key,
- * `d:` database, `u:` user), at most `count`, for asks waiting since `since`.
+ * `d:` database, `u:` user), at most `count`, for asks waiting since `since`
+ * (the oldest). For a pool, `count` is what the worker holds beyond its fair
+ * share; for a database or user limit, the number of asks waiting.
  */
 export interface Pressure {
   scope: string;
@@ -81,6 +84,14 @@ interface Ask {
 }
 
 type Blocker = 'pool' | 'database' | 'user';
+
+/**
+ * How long a worker's ask may wait for a slot of a pool that cannot be split
+ * evenly among the workers wanting it before a holder must give one up. A
+ * hand-over costs a server login (a few ms), so this bounds that overhead to a
+ * few per cent, and a waiter's extra wait to about this plus one login.
+ */
+export const FAIRNESS_QUANTUM_MS = 100;
 
 export class Ledger {
   private readonly pools = new Map<string, PoolRecord>();
@@ -253,36 +264,98 @@ export class Ledger {
   /** Puts pressure on the workers whose idle servers could serve a queued ask. */
   private updatePressure(): void {
     const byWorker = new Map<number, Map<string, Pressure>>();
-    const press = (worker: number, scope: string, since: number): void => {
+    const press = (worker: number, scope: string, since: number, count: number): void => {
       const mine = byWorker.get(worker) ?? new Map<string, Pressure>();
       byWorker.set(worker, mine);
       const p = mine.get(scope);
       if (p) {
-        p.count++;
+        p.count += count;
         p.since = Math.min(p.since, since);
-      } else mine.set(scope, { scope, since, count: 1 });
+      } else mine.set(scope, { scope, since, count });
     };
+    const asksByPool = new Map<PoolRecord, Ask[]>();
     for (const ask of this.queue) {
-      const blocker = this.blocker(ask.pool, this.now() - ask.since >= ask.pool.terms.reserveTimeoutMs);
-      const { id } = ask.pool;
+      const asks = asksByPool.get(ask.pool) ?? [];
+      asksByPool.set(ask.pool, asks);
+      asks.push(ask);
+    }
+    for (const [pool, asks] of asksByPool) {
+      const oldest = asks[0]!; // the queue is in arrival order
+      const reserve = this.now() - oldest.since >= pool.terms.reserveTimeoutMs;
+      const blocker = this.blocker(pool, reserve);
+      const { id } = pool;
       if (blocker === 'pool') {
-        // Its own worker's idle servers already went to its own waiters.
-        for (const [worker, n] of ask.pool.held) if (n > 0 && worker !== ask.worker) press(worker, `p:${id.key}`, ask.since);
+        for (const [worker, excess] of this.overShare(pool, asks, reserve)) press(worker, `p:${id.key}`, oldest.since, excess);
       } else if (blocker !== null) {
+        // A sibling pool's idle server makes room (as PgBouncer evicts one); a busy one is not taken from its own waiters.
         const sibling = (p: PoolRecord): boolean => (blocker === 'database' ? p.id.database === id.database : p.id.user === id.user);
         const holders = new Set<number>();
         for (const p of this.pools.values()) if (sibling(p)) for (const [worker, n] of p.held) if (n > 0) holders.add(worker);
-        for (const worker of holders) press(worker, blocker === 'database' ? `d:${id.database}` : `u:${id.user}`, ask.since);
+        for (const worker of holders) press(worker, blocker === 'database' ? `d:${id.database}` : `u:${id.user}`, oldest.since, asks.length);
       }
     }
     for (const worker of new Set([...this.sentPressure.keys(), ...byWorker.keys()])) {
       const list = [...(byWorker.get(worker)?.values() ?? [])];
-      const text = JSON.stringify(list);
+      // Compared without `since`, which moves with every grant: a worker hears only of changed counts.
+      const text = JSON.stringify(list.map((p) => [p.scope, p.count]));
       if ((this.sentPressure.get(worker) ?? '[]') === text) continue;
       if (list.length === 0) this.sentPressure.delete(worker);
       else this.sentPressure.set(worker, text);
       this.send(() => this.effects.pressure(worker, list));
     }
+  }
+
+  /**
+   * The slots each worker holds beyond its fair share of a full pool while
+   * another worker's asks wait. Each worker's share is in proportion to what it
+   * wants (slots held plus asks queued), so under steady contention every
+   * worker keeps serving its own waiters with its share and no server changes
+   * hands per transaction. The slots that do not divide evenly go first to a
+   * worker whose ask has waited FAIRNESS_QUANTUM_MS, oldest first, then stay
+   * with their holders: a pool smaller than the number of workers wanting it
+   * changes hands at most about once per quantum.
+   */
+  private overShare(pool: PoolRecord, asks: readonly Ask[], reserve: boolean): Map<number, number> {
+    const capacity = pool.terms.size + (reserve ? pool.terms.reserveSize : 0);
+    const wants = new Map(pool.held);
+    const oldestAsk = new Map<number, number>();
+    for (const a of asks) {
+      wants.set(a.worker, (wants.get(a.worker) ?? 0) + 1);
+      if (!oldestAsk.has(a.worker)) oldestAsk.set(a.worker, a.since);
+    }
+    let wanted = 0;
+    for (const n of wants.values()) wanted += n;
+    const share = new Map<number, number>();
+    let given = 0;
+    for (const [worker, want] of wants) {
+      const s = Math.floor((capacity * want) / wanted);
+      share.set(worker, s);
+      given += s;
+    }
+    const now = this.now();
+    const starvedSince = (w: number): number | null => {
+      const since = oldestAsk.get(w);
+      return since !== undefined && now - since >= FAIRNESS_QUANTUM_MS ? since : null;
+    };
+    const order = [...wants.keys()].sort((a, b) => {
+      const sa = starvedSince(a);
+      const sb = starvedSince(b);
+      if (sa !== null || sb !== null) return sa === null ? 1 : sb === null ? -1 : sa - sb;
+      return (pool.held.get(b) ?? 0) - (pool.held.get(a) ?? 0) || a - b;
+    });
+    for (const worker of order) {
+      if (given >= capacity) break;
+      if (share.get(worker)! < wants.get(worker)!) {
+        share.set(worker, share.get(worker)! + 1);
+        given++;
+      }
+    }
+    const over = new Map<number, number>();
+    for (const [worker, held] of pool.held) {
+      const excess = held - share.get(worker)!;
+      if (excess > 0 && asks.some((a) => a.worker !== worker)) over.set(worker, excess);
+    }
+    return over;
   }
 
   // ---- bookkeeping ------------------------------------------------------------

@@ -67,7 +67,7 @@ export class ExporterMetrics {
   private readonly up = this.gauge('pgbouncer_up', 'The pgbouncer scrape succeeded');
   private readonly version = this.gauge('pgbouncer_version_info', 'The pgbouncer version info', ['version']);
   private readonly workers = this.gauge('pg_ingress_workers_scraped', 'Worker processes whose statistics are included in this scrape');
-  private readonly maxClientConn = this.gauge('pgbouncer_config_max_client_connections', 'Config maximum number of client connections (summed over workers)');
+  private readonly maxClientConn = this.gauge('pgbouncer_config_max_client_connections', 'Config maximum number of client connections');
   private readonly maxUserConn = this.gauge('pgbouncer_config_max_user_connections', 'Config maximum number of server connections per user');
   private readonly stats = STATS.flatMap(([column, suffix, factor, help]) =>
     ['pgbouncer_stats_', 'pgbouncer_stats_totals_'].map((prefix) => ({ column, factor, metric: this.counter(prefix + suffix, help, ['database']) })),

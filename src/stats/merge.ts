@@ -21,7 +21,7 @@ export interface ClusterStats {
   clients: ConnectionRow[];
   servers: ConnectionRow[];
   lists: { databases: number; users: number; pools: number; used_clients: number; login_clients: number; used_servers: number };
-  /** max_client_conn summed over the workers (each enforces its own); max_user_connections as configured. */
+  /** The configured limits: one budget for all workers, so the same in every snapshot. */
   limits: { max_client_conn: number; max_user_connections: number };
   /** Failed and throttled logins, refused lookups, uncaught faults: summed over the workers. */
   process: ProcessCounterValues;
@@ -37,11 +37,10 @@ export function mergeSnapshots(snapshots: readonly WorkerSnapshot[]): ClusterSta
   const servers: ConnectionRow[] = [];
   let connections = 0;
   const processTotals = zeroProcessCounters();
-  const limits = { max_client_conn: 0, max_user_connections: snapshots[0]?.limits.max_user_connections ?? 0 };
+  const limits = { max_client_conn: snapshots[0]?.limits.max_client_conn ?? 0, max_user_connections: snapshots[0]?.limits.max_user_connections ?? 0 };
   for (const snap of snapshots) {
     connections += snap.connections;
     if (snap.process) addProcessCounters(processTotals, snap.process);
-    limits.max_client_conn += snap.limits.max_client_conn;
     clients.push(...snap.clients);
     servers.push(...snap.servers);
     for (const p of snap.pools) {

@@ -22,7 +22,7 @@ export interface CliProxy {
 
 /**
  * Starts the CLI with the `yaml` lines added to the base config (`yaml` gets the config's
- * directory, for files the config names) and waits up to 10 s until `ready(output)`, else
+ * directory, for files the config names) and waits (10 s unless `timeoutMs`) until `ready(output)`, else
  * kills it and throws with its output.
  */
 export async function startCliProxy(opts: {
@@ -31,6 +31,8 @@ export async function startCliProxy(opts: {
   databases?: string[];
   env?: Record<string, string>;
   ready: (output: string) => boolean;
+  /** How long to wait for `ready` (default 10 s; more workers on a loaded machine take longer). */
+  timeoutMs?: number;
 }): Promise<CliProxy> {
   const { cluster, certFile, keyFile } = testEnv();
   const dir = mkdtempSync(join(tmpdir(), 'pg-ingress-cli-'));
@@ -60,7 +62,7 @@ export async function startCliProxy(opts: {
         if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the CLI exited (${child.exitCode ?? child.signalCode}) before it was ready`);
         return opts.ready(out);
       },
-      { timeoutMs: 10_000, intervalMs: 50 },
+      { timeoutMs: opts.timeoutMs ?? 10_000, intervalMs: 50 },
     );
   } catch (err) {
     child.kill('SIGTERM'); // the primary stops its workers

@@ -40,8 +40,9 @@ describe.each([2, 4])('workers: %i', (workers) => {
       ],
       env: { PG_INGRESS_AUTH_PASSWORD: USERS.auth.password },
       ready: (out) => listeningCount(out) === workers,
+      timeoutMs: 45_000,
     });
-  }, 60_000);
+  }, 90_000);
 
   afterEach(async () => {
     await Promise.all(open.splice(0).map((c) => c.end().catch(() => undefined)));

@@ -58,7 +58,7 @@ describe('two workers', () => {
     // Each client ran one SELECT 1 (its login's own lookups are not client queries).
     expect(value(text, 'pgbouncer_stats_queries_pooled_total{database="app1"}')).toBe(clients.length);
     expect(value(text, 'pgbouncer_used_clients')).toBe(clients.length);
-    expect(value(text, 'pgbouncer_config_max_client_connections')).toBe(200);
+    expect(value(text, 'pgbouncer_config_max_client_connections')).toBe(100); // one budget for both workers, not 2 × 100
     expect(text).not.toContain(USERS.auth.password);
   });
 

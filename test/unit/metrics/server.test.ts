@@ -82,7 +82,7 @@ describe('metrics endpoint', () => {
     expect(text).toContain('pgbouncer_stats_client_wait_seconds_total{database="app"} 0.5');
     expect(text).toMatch(/# TYPE pgbouncer_stats_sql_transactions_pooled_total counter/);
     expect(text).toContain('pgbouncer_databases_current_connections{name="app",database="app_prod"} 6');
-    expect(text).toContain('pgbouncer_config_max_client_connections 200');
+    expect(text).toContain('pgbouncer_config_max_client_connections 100'); // the proxy's limit, not a sum over workers
     expect(text).toContain('pg_ingress_workers_scraped 2');
     expect(text).toMatch(/pgbouncer_version_info\{version="[^"]+"\} 1/);
     // Labels are database and user names only: no host names.

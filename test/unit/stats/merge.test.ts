@@ -51,7 +51,7 @@ describe('mergeSnapshots', () => {
     expect(merged.databases[0]!.current_connections).toBe(9);
     expect(merged.clients.map((c) => `${c.worker}:${c.id}`)).toEqual(['2:1', '2:2', '1:1', '1:2']);
     expect(merged.lists).toEqual({ databases: 1, users: 2, pools: 2, used_clients: 6, login_clients: 2, used_servers: 3 });
-    expect(merged.limits).toEqual({ max_client_conn: 200, max_user_connections: 0 });
+    expect(merged.limits).toEqual({ max_client_conn: 100, max_user_connections: 0 }); // one budget for all workers: not summed
     expect(merged.workers).toEqual([1, 2]);
   });
 
