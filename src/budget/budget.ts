@@ -28,12 +28,20 @@ export interface PoolDirectory {
   all(): Iterable<Pool>;
 }
 
+/**
+ * How long a server must have been idle before it is closed for a waiter in
+ * another worker (or a sibling pool). Shorter than a server login, longer than
+ * the gap between two transactions of a busy client.
+ */
+export const IDLE_GRACE_MS = 20;
+
 /** Admission replies from the primary normally take well under a millisecond; this bounds a stuck one. */
 const ADMIT_TIMEOUT_MS = 5_000;
 
 export class Budget implements PoolLimits {
   private readonly held = new Map<string, number>();
   private pressures = new Map<string, Pressure>();
+  private sweep: NodeJS.Timeout | null = null;
   private pools: PoolDirectory = { find: () => undefined, all: () => [] };
   private readonly port: LedgerPort;
 
@@ -118,27 +126,18 @@ export class Budget implements PoolLimits {
   }
 
   /**
-   * A server of `pool` just became free: close it for someone waiting elsewhere?
-   * For another worker's waiters of the same pool whenever this worker holds
-   * more than its share (the ledger said so), even with waiters of its own; for
-   * a sibling pool only when none of ours waits (`oldestLocal` null).
+   * A server of `pool` just became free: close it for a waiter in another
+   * worker? Only while this worker holds more than its share of the pool (the
+   * ledger said so), even with waiters of its own. Servers nobody here wants
+   * are closed by sweepIdle once idle IDLE_GRACE_MS. The pool never asks this
+   * of a server that has not served one of its waiters yet, so every grant
+   * serves at least one transaction.
    */
-  shouldYield(pool: Pool, oldestLocal: number | null): boolean {
-    if (this.pressures.size === 0) return false;
+  shouldYield(pool: Pool): boolean {
     const same = this.pressures.get(`p:${pool.key}`);
-    if (same && same.count > 0) {
-      same.count--;
-      return true;
-    }
-    if (oldestLocal !== null) return false;
-    for (const scope of [`d:${pool.database}`, `u:${pool.address.user}`]) {
-      const p = this.pressures.get(scope);
-      if (p && p.count > 0) {
-        p.count--;
-        return true;
-      }
-    }
-    return false;
+    if (!same || same.count === 0) return false;
+    same.count--;
+    return true;
   }
 
   tick(): void {
@@ -180,14 +179,40 @@ export class Budget implements PoolLimits {
 
   private onPressure(list: Pressure[]): void {
     this.pressures = new Map(list.map((p) => [p.scope, { ...p }]));
-    if (list.length === 0) return;
-    // Idle servers that match go now; busy ones when they next go idle (shouldYield).
+    this.sweepIdle();
+  }
+
+  /**
+   * Closes idle servers that a waiter elsewhere could use, once they have been
+   * idle IDLE_GRACE_MS: a server freed between two transactions of this
+   * worker's own clients is not worth a server login elsewhere. While such
+   * pressure lasts, it looks again every IDLE_GRACE_MS.
+   */
+  private sweepIdle(): void {
+    const cutoff = Date.now() - IDLE_GRACE_MS;
+    let pending = false;
     for (const pool of this.pools.all()) {
       if (pool.hasWaiters) continue;
-      for (const scope of [`p:${pool.key}`, `d:${pool.database}`, `u:${pool.address.user}`]) {
-        const p = this.pressures.get(scope);
-        while (p && p.count > 0 && pool.evictIdle()) p.count--;
+      const same = this.pressures.get(`p:${pool.key}`);
+      const siblings = [this.pressures.get(`d:${pool.database}`), this.pressures.get(`u:${pool.address.user}`)];
+      for (const p of [same, ...siblings]) {
+        if (!p) continue;
+        // A pool's own pressure: over its share (count), or others' waiters (idle); a sibling's: count.
+        const budget = (): number => p.count + (p === same ? (p.idle ?? 0) : 0);
+        while (budget() > 0 && pool.evictIdle(cutoff)) {
+          if (p.count > 0) p.count--;
+          else p.idle!--;
+        }
       }
+    }
+    // Servers busy now may be idle by then.
+    for (const p of this.pressures.values()) if (p.count > 0 || (p.idle ?? 0) > 0) pending = true;
+    if (pending && !this.sweep) {
+      this.sweep = setTimeout(() => {
+        this.sweep = null;
+        this.sweepIdle();
+      }, IDLE_GRACE_MS);
+      this.sweep.unref();
     }
   }
 }

@@ -40,13 +40,17 @@ export interface PoolId {
 /**
  * A worker should give up idle servers that match `scope` (`p:` pool key,
  * `d:` database, `u:` user), at most `count`, for asks waiting since `since`
- * (the oldest). For a pool, `count` is what the worker holds beyond its fair
- * share; for a database or user limit, the number of asks waiting.
+ * (the oldest when first sent). For a pool, `count` is what the worker holds
+ * beyond its fair share, given up even while its own clients wait, and `idle`
+ * what it gives up when none of them waits; for a database or user limit,
+ * `count` is the number of asks waiting and is given up only when idle.
  */
 export interface Pressure {
   scope: string;
   since: number;
   count: number;
+  /** For a pool: servers to give up when none of the worker's own clients waits (asks of other workers). */
+  idle?: number;
 }
 
 /** A limit that refused a client, named as PgBouncer names it in its message. */
@@ -92,6 +96,9 @@ type Blocker = 'pool' | 'database' | 'user';
  * few per cent, and a waiter's extra wait to about this plus one login.
  */
 export const FAIRNESS_QUANTUM_MS = 100;
+
+/** Stands for "the worker's pressure may differ from what was sent": matches no pressure text. */
+const STALE = '';
 
 export class Ledger {
   private readonly pools = new Map<string, PoolRecord>();
@@ -152,6 +159,8 @@ export class Ledger {
     this.change(() => {
       const record = this.pools.get(pool);
       if (record) this.give(worker, record, count);
+      // A release may be a yield, which used up some of that worker's pressure: tell it again what stands.
+      if (this.sentPressure.has(worker)) this.sentPressure.set(worker, STALE);
     });
   }
 
@@ -264,14 +273,14 @@ export class Ledger {
   /** Puts pressure on the workers whose idle servers could serve a queued ask. */
   private updatePressure(): void {
     const byWorker = new Map<number, Map<string, Pressure>>();
-    const press = (worker: number, scope: string, since: number, count: number): void => {
+    const press = (worker: number, scope: string, since: number, count: number, idle?: number): void => {
       const mine = byWorker.get(worker) ?? new Map<string, Pressure>();
       byWorker.set(worker, mine);
       const p = mine.get(scope);
       if (p) {
         p.count += count;
         p.since = Math.min(p.since, since);
-      } else mine.set(scope, { scope, since, count });
+      } else mine.set(scope, idle === undefined ? { scope, since, count } : { scope, since, count, idle });
     };
     const asksByPool = new Map<PoolRecord, Ask[]>();
     for (const ask of this.queue) {
@@ -285,7 +294,12 @@ export class Ledger {
       const blocker = this.blocker(pool, reserve);
       const { id } = pool;
       if (blocker === 'pool') {
-        for (const [worker, excess] of this.overShare(pool, asks, reserve)) press(worker, `p:${id.key}`, oldest.since, excess);
+        // Every holder gives up a server nobody of its own waits for; one beyond its share, even if someone does.
+        const over = this.overShare(pool, asks, reserve);
+        for (const [worker, n] of pool.held) {
+          const othersAsking = asks.filter((a) => a.worker !== worker).length;
+          if (n > 0 && othersAsking > 0) press(worker, `p:${id.key}`, oldest.since, over.get(worker) ?? 0, othersAsking);
+        }
       } else if (blocker !== null) {
         // A sibling pool's idle server makes room (as PgBouncer evicts one); a busy one is not taken from its own waiters.
         const sibling = (p: PoolRecord): boolean => (blocker === 'database' ? p.id.database === id.database : p.id.user === id.user);
@@ -297,7 +311,7 @@ export class Ledger {
     for (const worker of new Set([...this.sentPressure.keys(), ...byWorker.keys()])) {
       const list = [...(byWorker.get(worker)?.values() ?? [])];
       // Compared without `since`, which moves with every grant: a worker hears only of changed counts.
-      const text = JSON.stringify(list.map((p) => [p.scope, p.count]));
+      const text = JSON.stringify(list.map((p) => [p.scope, p.count, p.idle]));
       if ((this.sentPressure.get(worker) ?? '[]') === text) continue;
       if (list.length === 0) this.sentPressure.delete(worker);
       else this.sentPressure.set(worker, text);

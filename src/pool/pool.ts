@@ -69,8 +69,8 @@ export interface PoolLimits {
   withdraw(pool: Pool, count: number): void;
   /** The pool may hold fewer servers than slots now: the difference goes back. */
   released(pool: Pool): void;
-  /** A server just became free with `oldestLocal` the oldest waiter here (null: none): close it for a waiter elsewhere? */
-  shouldYield(pool: Pool, oldestLocal: number | null): boolean;
+  /** A server that has served a client just became free: close it for a waiter elsewhere? */
+  shouldYield(pool: Pool): boolean;
 }
 
 /** What SHOW POOLS counts in one pool (clients other than waiting ones are counted by their sessions). */
@@ -266,6 +266,13 @@ export class Pool {
     }
     this.fill();
     this.pump();
+    // Lazily, here only: under contention a worker's waiters come and go with every transaction, and
+    // withdrawing the moment none waits would ask and withdraw again per transaction (IPC per query).
+    this.withdrawExcess();
+  }
+
+  get idleCount(): number {
+    return this.idle.length;
   }
 
   get hasWaiters(): boolean {
@@ -329,10 +336,11 @@ export class Pool {
     this.limits.released(this);
   }
 
-  /** Closes the least recently used idle server, for a waiter the budget has no other room for. */
-  evictIdle(): boolean {
-    const victim = this.idle.shift();
-    if (!victim) return false;
+  /** Closes the least recently used idle server (if idle since `idleSince` or before), for a waiter the budget has no other room for. */
+  evictIdle(idleSince = Infinity): boolean {
+    const victim = this.idle[0];
+    if (!victim || victim.lastUsedAt > idleSince) return false;
+    this.idle.shift();
     victim.close();
     this.limits.released(this);
     return true;
@@ -356,8 +364,9 @@ export class Pool {
   }
 
   private makeIdle(server: ServerConnection): void {
-    // Closed meanwhile, finished its reset or login after closeAll, or wanted by an older waiter elsewhere.
-    if (server.closed || this.closed || this.limits.shouldYield(this, this.waiters[0]?.since ?? null)) {
+    // Closed meanwhile, finished its reset or login after closeAll, or wanted elsewhere. A new server
+    // always serves a waiter here first: yielding it unused could pass one slot back and forth forever.
+    if (server.closed || this.closed || (server.used && this.limits.shouldYield(this))) {
       this.close(server);
       return;
     }
@@ -371,7 +380,7 @@ export class Pool {
     this.pump();
   }
 
-  /** Gives back asked-for slots no waiter needs any more. */
+  /** Gives back asked-for slots no waiter needs any more (the janitor's tick, and closeAll). */
   private withdrawExcess(): void {
     const excess = this.askedDemand - Math.max(0, this.waiters.length - this.connecting);
     if (excess <= 0) return;
@@ -387,17 +396,13 @@ export class Pool {
       if (this.needsCheck(server)) this.check(server);
       else this.settle(this.waiters.shift()!, null, server);
     }
-    if (this.waiters.length === 0) {
-      this.withdrawExcess();
-      return;
-    }
+    if (this.waiters.length === 0) return;
     if (Date.now() < this.retryAt) {
       // Logins have been failing: fail fast instead of queueing behind server_login_retry.
       if (this.active.size === 0 && this.beingCanceled.size === 0 && this.connecting === 0) {
         const err = fatal(SqlState.connectionFailure, 'server login has been failing, try again later (server_login_retry)', { detail: this.lastLoginError?.message });
         for (const w of this.waiters.splice(0)) this.settle(w, err);
       }
-      this.withdrawExcess();
       return;
     }
     this.askForWaiters();
@@ -500,7 +505,6 @@ export class Pool {
         // Nobody else can serve them soon: fail every waiter rather than let them hang.
         const doomed = this.active.size === 0 && this.beingCanceled.size === 0 ? this.waiters.splice(0) : this.waiters.splice(0, 1);
         for (const w of doomed) this.settle(w, err);
-        this.withdrawExcess();
       },
     );
   }
@@ -517,7 +521,6 @@ export class Pool {
     const i = this.waiters.indexOf(waiter);
     if (i < 0) return;
     this.waiters.splice(i, 1);
-    this.withdrawExcess();
     const seconds = this.settings.waitTimeoutMs / 1000;
     this.settle(
       waiter,

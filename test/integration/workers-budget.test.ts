@@ -108,6 +108,24 @@ describe.each([2, 4])('workers: %i', (workers) => {
     expect(servers).toBeGreaterThan(0);
   });
 
+  it('under steady contention servers do not change hands per transaction', async () => {
+    const clients = await connectSpread(8, db('pool'));
+    const pids = new Set<number>();
+    const started = Date.now();
+    await Promise.all(
+      clients.map(async (c) => {
+        for (let i = 0; i < 40; i++) pids.add((await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid);
+      }),
+    );
+    const elapsed = Date.now() - started;
+    // 320 transactions. Each worker keeps its share; a slot that cannot be split evenly (more workers
+    // than servers) moves at most about once per 100 ms quantum. Handing a server over per transaction
+    // would log in hundreds of backends.
+    expect(pids.size).toBeGreaterThanOrEqual(2);
+    expect(pids.size).toBeLessThanOrEqual(2 + 2 * Math.ceil(elapsed / 100));
+    expect(pids.size).toBeLessThan(80);
+  });
+
   it('max_db_connections 2 across two users: 2 backends for the database at most', async () => {
     const clients = [...(await connectSpread(4, db('db'), scram)), ...(await connectSpread(4, db('db'), md5))];
     const peaks = await underLoad(db('db'), clients, 'SELECT pg_sleep(0.3)');

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../../src/log/logger.js';
 import { CancelRegistry } from '../../../src/pool/cancel.js';
-import { Budget } from '../../../src/budget/budget.js';
+import { Budget, IDLE_GRACE_MS } from '../../../src/budget/budget.js';
 import { PoolManager } from '../../../src/pool/manager.js';
 import { Pool, type PoolLimits, type PoolSettings } from '../../../src/pool/pool.js';
 import type { ServerCredentials } from '../../../src/pool/server-login.js';
@@ -486,6 +486,9 @@ describe('PoolManager', () => {
     alice.release(asServer(a.server!), false);
     const b = track(bob.acquire());
     await settle();
+    expect(a.server!.closed).toBe(false); // just freed: its own clients may want it again
+    await vi.advanceTimersByTimeAsync(IDLE_GRACE_MS);
+    await settle();
     expect(a.server!.closed).toBe(true);
     expect(b.server).toBe(connector.opened[1]);
     expect(alice.total + bob.total).toBe(1);
@@ -502,7 +505,8 @@ describe('PoolManager', () => {
     await settle();
     expect(b.server).toBeNull();
     expect(connector.calls).toBe(1);
-    app.release(asServer(a.server!), false); // idle now: the waiting sibling evicts it
+    app.release(asServer(a.server!), false); // idle now: once idle IDLE_GRACE_MS, the waiting sibling evicts it
+    await vi.advanceTimersByTimeAsync(IDLE_GRACE_MS);
     await settle();
     expect(a.server!.closed).toBe(true);
     expect(b.server).toBe(connector.opened[1]);
