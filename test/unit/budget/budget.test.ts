@@ -1,9 +1,11 @@
 // Budget with real Pools (through PoolManager) and fake servers: in-process
 // (Budget.local) and as two workers sharing one BudgetHost over fake IPC
-// channels that deliver each message on a later turn, in order, as JSON.
+// channels that deliver each message on a later turn, in order, as JSON. The
+// clock is fake: idle servers are given up only after IDLE_GRACE_MS, so tests
+// move time to show both sides of it.
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Budget } from '../../../src/budget/budget.js';
+import { Budget, IDLE_GRACE_MS } from '../../../src/budget/budget.js';
 import { BudgetHost } from '../../../src/budget/host.js';
 import { FAIRNESS_QUANTUM_MS, type ClientTerms } from '../../../src/budget/ledger.js';
 import type { FromLedger, ToLedger } from '../../../src/budget/messages.js';
@@ -39,17 +41,23 @@ class FakeServer {
   }
 }
 
-/** Opens fake servers at once and keeps them all, to count the open ones. */
+/** Opens fake servers (at once, or when `finishLogins` is called while `slow`) and keeps them all, to count the open ones. */
 class FakeConnector {
   static nextId = 1;
   readonly opened: FakeServer[] = [];
+  slow = false;
+  private readonly loggingIn: Array<() => void> = [];
   readonly connect = (): Promise<ServerConnection> => {
     const server = new FakeServer(FakeConnector.nextId++);
     this.opened.push(server);
-    return Promise.resolve(server as unknown as ServerConnection);
+    if (!this.slow) return Promise.resolve(server as unknown as ServerConnection);
+    return new Promise((resolve) => this.loggingIn.push(() => resolve(server as unknown as ServerConnection)));
   };
   get open(): number {
     return this.opened.filter((s) => !s.closed).length;
+  }
+  finishLogins(): void {
+    for (const done of this.loggingIn.splice(0)) done();
   }
 }
 
@@ -147,7 +155,8 @@ function worker(net: Network, id: number, overrides: Partial<PoolSettings> = {})
 }
 
 beforeEach(() => {
-  // Date for waiters' ages and the ledger's clock; setTimeout for the admission timeout. Delivery (setImmediate) stays real.
+  // Date for waiters' ages, the ledger's clock and idle times; setTimeout for the admission, wait and idle-sweep timers.
+  // Delivery (setImmediate) stays real.
   vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
 });
 afterEach(() => {
@@ -166,7 +175,7 @@ describe('Budget.local', () => {
     return pools as [Pool, Pool];
   }
 
-  it('max_db_connections 1 across two pools: the waiting pool gets a server once the other one goes idle, closed for it', async () => {
+  it('max_db_connections 1 across two pools: a server freed while the other pool waits is closed for it once idle IDLE_GRACE_MS, not before', async () => {
     const connector = new FakeConnector();
     const [alice, bob] = twoPools(connector);
     const a = track(alice.acquire());
@@ -176,17 +185,24 @@ describe('Budget.local', () => {
     expect([connector.opened.length, b.server]).toEqual([1, null]);
     alice.release(asServer(a.server!), false);
     await settleLocal();
+    expect([a.server!.closed, b.server]).toEqual([false, null]); // alice's next transaction may want it back
+    vi.advanceTimersByTime(IDLE_GRACE_MS - 1);
+    await settleLocal();
+    expect([a.server!.closed, b.server]).toEqual([false, null]);
+    vi.advanceTimersByTime(1); // the sweep, repeating while bob waits, finds it idle long enough
+    await settleLocal();
     expect(a.server!.closed).toBe(true);
     expect(b.server).toBe(connector.opened[1]);
     expect(connector.open).toBe(1);
   });
 
-  it('an idle server of the sibling pool is closed as soon as a waiter needs its slot', async () => {
+  it('an idle server of the sibling pool, idle IDLE_GRACE_MS already, is closed as soon as a waiter needs its slot', async () => {
     const connector = new FakeConnector();
     const [alice, bob] = twoPools(connector);
     const a = track(alice.acquire());
     await settleLocal();
     alice.release(asServer(a.server!), false);
+    vi.advanceTimersByTime(IDLE_GRACE_MS);
     expect(connector.open).toBe(1); // idle, kept while nobody needs it
     const b = track(bob.acquire());
     await settleLocal();
@@ -201,21 +217,29 @@ describe('Budget.shared: two workers, one BudgetHost', () => {
   let workers: Worker[];
   const dead = new Set<number>();
   let peak = 0;
+  let poolSize = 1;
 
-  beforeEach(() => {
+  /** A fresh primary and two workers whose pools have `overrides`. */
+  function start(overrides: Partial<PoolSettings> = {}): void {
+    net?.host.close();
     net = new Network();
-    dead.clear();
-    peak = 0;
-    workers = [worker(net, 1), worker(net, 2)];
+    poolSize = overrides.size ?? 1;
+    workers = [worker(net, 1, overrides), worker(net, 2, overrides)];
     // Every message delivered: never more servers of the pool open (or opening) than its size, in both workers together.
     net.check = () => {
       const open = workers.filter((w) => !dead.has(w.id)).reduce((n, w) => n + w.connector.open, 0);
       peak = Math.max(peak, open);
     };
+  }
+
+  beforeEach(() => {
+    dead.clear();
+    peak = 0;
+    start();
   });
   afterEach(() => {
     net.host.close();
-    expect(peak).toBeLessThanOrEqual(1);
+    expect(peak).toBeLessThanOrEqual(poolSize);
   });
 
   /** What the host's own timer does every 250 ms, after the quantum a waiter must wait for an indivisible slot. */
@@ -243,26 +267,102 @@ describe('Budget.shared: two workers, one BudgetHost', () => {
     expect(peak).toBe(1); // and checked after every message, for every test, in afterEach
   });
 
-  it('an idle server is kept for a quantum, then closed at once for the other worker; the slot goes back when that one waits', async () => {
+  it('an idle server is kept IDLE_GRACE_MS (no hand-over between two transactions), then closed for the other worker; and back the same way', async () => {
     const [a, b] = workers as [Worker, Worker];
     const fromA = track(a.pool.acquire());
     await net.settle();
     a.pool.release(asServer(fromA.server!), false);
     const fromB = track(b.pool.acquire());
     await net.settle();
-    expect([fromA.server!.closed, fromB.server]).toEqual([false, null]); // no hand-over per transaction
-    await quantumPasses();
+    expect([fromA.server!.closed, fromB.server]).toEqual([false, null]);
+    vi.advanceTimersByTime(IDLE_GRACE_MS - 1);
+    await net.settle();
+    expect([fromA.server!.closed, fromB.server]).toEqual([false, null]);
+    vi.advanceTimersByTime(1);
+    await net.settle();
     expect(fromA.server!.closed).toBe(true);
     expect(fromB.server).toBe(b.connector.opened[0]);
 
-    const again = track(a.pool.acquire()); // and back: A waits its quantum while B holds the server
-    b.pool.release(asServer(fromB.server!), false);
+    const again = track(a.pool.acquire()); // and back
     await net.settle();
-    expect(again.server).toBeNull();
-    await quantumPasses();
+    b.pool.release(asServer(fromB.server!), false); // B was told of A's waiter, but holds no more than its share: kept for now
+    await net.settle();
+    expect(fromB.server!.closed).toBe(false);
+    vi.advanceTimersByTime(IDLE_GRACE_MS - 1);
+    await net.settle();
+    expect([fromB.server!.closed, again.server]).toEqual([false, null]);
+    vi.advanceTimersByTime(1);
+    await net.settle();
     expect(fromB.server!.closed).toBe(true);
     expect(again.server).toBe(a.connector.opened[1]);
     expect(net.host.ledger.poolTotal(a.pool.key)).toBe(1);
+  });
+
+  it('a worker beyond its share yields a used server even to serve a waiter of its own; a new server serves its waiter first even under that pressure (no ping-pong)', async () => {
+    const [a, b] = workers as [Worker, Worker];
+    const a1 = track(a.pool.acquire());
+    await net.settle();
+    const fromB = track(b.pool.acquire());
+    await net.settle();
+    const a2 = track(a.pool.acquire()); // waits in A, behind B's older waiter
+    await net.settle();
+    await quantumPasses(); // B's waiter has waited its turn: A holds one beyond its share (count 1)
+    b.connector.slow = true;
+    a.pool.release(asServer(a1.server!), false);
+    await net.settle();
+    // A yielded; the slot went to B, and by now A's waiter has waited a quantum too: B is told it holds one beyond its share.
+    expect(a1.server!.closed).toBe(true);
+    expect([b.connector.opened.length, fromB.server, a2.server]).toEqual([1, null, null]);
+    b.connector.finishLogins(); // B's new server is ready only after that pressure arrived
+    await net.settle();
+    expect(fromB.server).toBe(b.connector.opened[0]);
+    expect(fromB.server!.closed).toBe(false);
+    expect(a2.server).toBeNull();
+    b.pool.release(asServer(fromB.server!), false); // used once: now it goes
+    await net.settle();
+    expect(fromB.server!.closed).toBe(true);
+    expect(a2.server).toBe(a.connector.opened[1]);
+    expect(net.host.ledger.poolTotal(a.pool.key)).toBe(1);
+  });
+
+  it('an ask whose waiter left stays queued until the pool tick withdraws it, and then no longer presses the holder', async () => {
+    start({ waitTimeoutMs: 1000 });
+    const [a, b] = workers as [Worker, Worker];
+    const fromA = track(a.pool.acquire());
+    await net.settle();
+    const outcome = b.pool.acquire().then(() => 'served', (err: Error) => err.message);
+    await net.settle();
+    expect(net.host.ledger.queued).toBe(1);
+    vi.advanceTimersByTime(1000);
+    await expect(outcome).resolves.toMatch(/query_wait_timeout/);
+    await net.settle();
+    expect(net.host.ledger.queued).toBe(1); // not withdrawn the moment no waiter is left: that is IPC per transaction under contention
+    b.pool.tick(Date.now());
+    await net.settle();
+    expect(net.host.ledger.queued).toBe(0);
+    a.pool.release(asServer(fromA.server!), false);
+    vi.advanceTimersByTime(2 * IDLE_GRACE_MS);
+    await net.settle();
+    expect(fromA.server!.closed).toBe(false); // nobody waits elsewhere: kept
+  });
+
+  it('a waiter served by a server freed in its own worker leaves its ask queued until the pool tick (no withdraw and ask again per transaction)', async () => {
+    start({ size: 2 });
+    const [a, b] = workers as [Worker, Worker];
+    const a1 = track(a.pool.acquire());
+    await net.settle();
+    track(b.pool.acquire());
+    await net.settle();
+    const a2 = track(a.pool.acquire()); // the pool is full: A asks, queued
+    await net.settle();
+    expect(net.host.ledger.queued).toBe(1);
+    a.pool.release(asServer(a1.server!), false);
+    await net.settle();
+    expect(a2.server).toBe(a1.server);
+    expect(net.host.ledger.queued).toBe(1);
+    a.pool.tick(Date.now());
+    await net.settle();
+    expect(net.host.ledger.queued).toBe(0);
   });
 
   it('a dead worker frees its slots at once: the other worker waiting gets a server', async () => {

@@ -174,38 +174,70 @@ describe('Ledger: server slots', () => {
 describe('Ledger: pressure', () => {
   const P = `p:${APP_ALICE.key}`;
 
-  it('a full pool wanted evenly: a worker holding more than its share is put under p:<key> pressure at once, the asker is not', () => {
+  it('a full pool wanted evenly: the holder is told to give up what it holds beyond its share (count) and, when idle, one per ask of another worker (idle); the asker is not', () => {
     const { ledger, pressures } = recorded();
     ledger.ask(1, APP_ALICE, terms(), 'demand', 2, 0);
     ledger.ask(2, APP_ALICE, terms(), 'demand', 2, 0);
-    expect(pressures(1)).toEqual([[{ scope: P, since: 0, count: 1 }]]); // 2 slots, 2 workers wanting 2 each: one each
+    expect(pressures(1)).toEqual([[{ scope: P, since: 0, count: 1, idle: 2 }]]); // 2 slots, 2 workers wanting 2 each: one each
     expect(pressures(2)).toEqual([]);
     ledger.release(1, APP_ALICE.key, 1);
-    expect(pressures(1).at(-1)).toEqual([]); // at its share now
-    expect(pressures(2)).toEqual([]);
+    expect(pressures(1).at(-1)).toEqual([{ scope: P, since: 0, count: 0, idle: 1 }]); // at its share: only an idle one goes
+    expect(pressures(2)).toEqual([]); // holds one now, but nobody else asks
+    ledger.release(1, APP_ALICE.key, 1);
+    expect([pressures(1).at(-1), ledger.queued, pressures(2)]).toEqual([[], 0, []]);
   });
 
-  it('an odd slot stays with its holder until the other worker has waited FAIRNESS_QUANTUM_MS; pressure is resent only when its count changes and cleared when the queue empties', () => {
+  it('every holder of a full pool gets idle pressure for the asks of the other workers; only the one beyond its share gets count > 0', () => {
+    const { ledger, pressures } = recorded();
+    const t = terms({ size: 4 });
+    ledger.ask(1, APP_ALICE, t, 'demand', 3, 0);
+    ledger.ask(2, APP_ALICE, t, 'demand', 2, 0); // 1 granted, 1 queued
+    ledger.ask(3, APP_ALICE, t, 'demand', 2, 0); // both queued
+    // Wanted 3 + 2 + 2 of 4 slots: shares 2, 1, 1.
+    expect(pressures(1).at(-1)).toEqual([{ scope: P, since: 0, count: 1, idle: 3 }]);
+    expect(pressures(2).at(-1)).toEqual([{ scope: P, since: 0, count: 0, idle: 2 }]); // its own ask is not counted
+    expect(pressures(3)).toEqual([]); // holds nothing
+  });
+
+  it('an odd slot stays with its holder until the other worker has waited FAIRNESS_QUANTUM_MS; pressure is resent only when count or idle changes and cleared when the queue empties', () => {
     const { ledger, clock, pressures } = recorded();
     ledger.ask(1, APP_ALICE, terms(), 'demand', 2, 0);
     ledger.ask(2, APP_ALICE, terms(), 'demand', 1, 0);
-    expect(pressures(1)).toEqual([]); // shares 1.33 and 0.67: no hand-over per transaction
+    expect(pressures(1)).toEqual([[{ scope: P, since: 0, count: 0, idle: 1 }]]); // shares 1.33 and 0.67: no hand-over per transaction
     clock.now = FAIRNESS_QUANTUM_MS - 1;
     ledger.tick();
-    expect(pressures(1)).toEqual([]);
+    expect(pressures(1)).toHaveLength(1);
     clock.now = FAIRNESS_QUANTUM_MS;
     ledger.tick();
-    expect(pressures(1)).toEqual([[{ scope: P, since: 0, count: 1 }]]);
+    expect(pressures(1).at(-1)).toEqual([{ scope: P, since: 0, count: 1, idle: 1 }]);
     ledger.ask(3, APP_ALICE, terms(), 'demand', 1, FAIRNESS_QUANTUM_MS);
+    expect(pressures(1).at(-1)).toEqual([{ scope: P, since: 0, count: 1, idle: 2 }]); // still one over its share, one more asker
     ledger.tick();
-    expect(pressures(1)).toHaveLength(1); // still one over its share: not resent
+    expect(pressures(1)).toHaveLength(3); // nothing changed: not resent
     expect([pressures(2), pressures(3)]).toEqual([[], []]); // they hold nothing
     ledger.withdraw(3, APP_ALICE.key, 1);
+    expect(pressures(1).at(-1)).toEqual([{ scope: P, since: 0, count: 1, idle: 1 }]);
     ledger.withdraw(2, APP_ALICE.key, 1);
     expect(ledger.queued).toBe(0);
     expect(pressures(1).at(-1)).toEqual([]);
     ledger.release(1, APP_ALICE.key, 1);
-    expect(pressures(1)).toHaveLength(2); // none before, none now: nothing sent
+    expect(pressures(1)).toHaveLength(5); // no pressure before, none now: a release by it sends nothing
+  });
+
+  it('is resent after any release by a worker under pressure, even unchanged (the worker may have used some up yielding)', () => {
+    const { ledger, pressures } = recorded();
+    ledger.ask(1, APP_BOB, terms(), 'demand', 1, 0);
+    ledger.ask(1, APP_ALICE, terms(), 'demand', 2, 0);
+    ledger.ask(2, APP_ALICE, terms(), 'demand', 2, 0);
+    const told = [{ scope: P, since: 0, count: 1, idle: 2 }];
+    expect(pressures(1)).toEqual([told]);
+    ledger.tick();
+    ledger.ask(3, APP_BOB, terms(), 'demand', 1, 0); // a change that leaves worker 1's pressure as it is
+    expect(pressures(1)).toEqual([told]);
+    ledger.release(1, APP_BOB.key, 1); // not the pressed pool, and nothing about alice changed
+    expect(pressures(1)).toEqual([told, told]);
+    ledger.release(3, APP_BOB.key, 1); // worker 3 is under no pressure: told nothing
+    expect([pressures(1), pressures(3)]).toEqual([[told, told], []]);
   });
 
   it('for max_db_connections puts d:<db> on the holders of any pool of that database, the asker too', () => {
@@ -287,17 +319,19 @@ describe('Ledger: effects', () => {
     expect(seen).toEqual([{ total: 2, queued: 0 }]);
   });
 
-  it('may call back into the ledger: a worker closing an idle server the moment it is put under pressure', () => {
+  it('may call back into the ledger: a worker closing its server the moment it is told it holds one beyond its share', () => {
     const { ledger, log, clock } = recorded((e, l) => {
-      if (e.op === 'pressure' && e.pressures.length > 0) l.release(e.worker, APP_ALICE.key, 1);
+      if (e.op === 'pressure' && e.pressures.some((p) => p.count > 0)) l.release(e.worker, APP_ALICE.key, 1);
     });
     ledger.ask(1, APP_ALICE, terms({ size: 1 }), 'demand', 1, 0);
     ledger.ask(2, APP_ALICE, terms({ size: 1 }), 'demand', 1, 10);
     clock.now = 10 + FAIRNESS_QUANTUM_MS; // worker 2 has waited its turn
     ledger.tick();
+    const P = `p:${APP_ALICE.key}`;
     expect(log).toEqual([
       { op: 'granted', worker: 1, pool: APP_ALICE.key, kind: 'demand', count: 1 },
-      { op: 'pressure', worker: 1, pressures: [{ scope: `p:${APP_ALICE.key}`, since: 10, count: 1 }] },
+      { op: 'pressure', worker: 1, pressures: [{ scope: P, since: 10, count: 0, idle: 1 }] },
+      { op: 'pressure', worker: 1, pressures: [{ scope: P, since: 10, count: 1, idle: 1 }] },
       { op: 'granted', worker: 2, pool: APP_ALICE.key, kind: 'demand', count: 1 },
       { op: 'pressure', worker: 1, pressures: [] },
     ]);
@@ -328,7 +362,7 @@ describe('Ledger: property', () => {
     fc.record({ op: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 150 }) }),
   );
 
-  it('never exceeds a limit, agrees with the grants it sent, grants FIFO, queues nothing that fits, and presses only holders', () => {
+  it('never exceeds a limit, agrees with the grants it sent, grants FIFO, queues nothing that fits, and presses every holder of a full pool, beyond its share only by the excess', () => {
     fc.assert(
       fc.property(fc.array(step, { maxLength: 60 }), (steps) => {
         interface Queued { worker: number; pool: number; since: number; seq: number }
@@ -367,10 +401,15 @@ describe('Ledger: property', () => {
           }
           queue.sort((a, b) => a.since - b.since || a.seq - b.seq);
 
+          // Sent when scope, count or idle changed, and after every release by a worker under pressure.
+          const told = (w: number): string => JSON.stringify((lastPressure.get(w) ?? []).map((x) => [x.scope, x.count, x.idle]));
+          if (s.op === 'release' && told(s.worker) !== '[]') expect(effects.some((e) => e.op === 'pressure' && e.worker === s.worker)).toBe(true);
           const grantedNow: Queued[] = [];
           for (const e of effects) {
             if (e.op === 'pressure') {
               expect(e.worker === (s.op === 'gone' ? s.worker : -1)).toBe(false); // nothing to the dead
+              const text = JSON.stringify(e.pressures.map((x) => [x.scope, x.count, x.idle]));
+              if (!(s.op === 'release' && e.worker === s.worker)) expect(text).not.toBe(told(e.worker));
               lastPressure.set(e.worker, e.pressures);
               continue;
             }
@@ -404,8 +443,9 @@ describe('Ledger: property', () => {
           for (const g of grantedNow) expect(queue.some((q) => q.pool === g.pool && q.since < g.since)).toBe(false);
 
           // Pressure as last told: d:app exactly as the queue calls for (scope and count; `since` is
-          // not resent alone), p:<key> only on a holder of a full pool another worker waits for, for no
-          // more than it holds; none at all once nothing waits.
+          // not resent alone); p:<key> on every holder of a full pool another worker waits for, with
+          // idle = those asks and count = what it holds beyond a share in proportion to what it wants
+          // (rounded down, or up by one for an odd slot); none at all once nothing waits.
           const expectedDb = new Map<number, number>();
           for (let p = 0; p < POOLS.length; p++) {
             const asks = queue.filter((q) => q.pool === p);
@@ -415,14 +455,24 @@ describe('Ledger: property', () => {
           for (const w of WORKERS) {
             const told = lastPressure.get(w) ?? [];
             expect(told.filter((x) => x.scope === 'd:app').map((x) => x.count)).toEqual(expectedDb.has(w) ? [expectedDb.get(w)] : []);
-            for (const x of told.filter((y) => y.scope !== 'd:app')) {
-              const p = POOLS.findIndex((id) => x.scope === `p:${id.key}`);
+            expect(told.every((x) => x.scope === 'd:app' || POOLS.some((id) => x.scope === `p:${id.key}`))).toBe(true);
+            for (let p = 0; p < POOLS.length; p++) {
+              const entry = told.find((x) => x.scope === `p:${POOLS[p]!.key}`);
               const asks = queue.filter((q) => q.pool === p);
-              expect(p).toBeGreaterThanOrEqual(0);
-              expect(x.count).toBeGreaterThan(0);
-              expect(x.count).toBeLessThanOrEqual(heldBy(w, p));
-              expect(asks.some((q) => q.worker !== w)).toBe(true);
-              expect(total(p)).toBeGreaterThanOrEqual(TERMS.size + reserveFor(asks[0]!));
+              const capacity = asks.length > 0 ? TERMS.size + reserveFor(asks[0]!) : Infinity;
+              const othersAsking = asks.filter((q) => q.worker !== w).length;
+              if (total(p) < capacity || heldBy(w, p) === 0 || othersAsking === 0) {
+                expect(entry).toBeUndefined();
+                continue;
+              }
+              expect(entry?.idle).toBe(othersAsking);
+              const wants = (v: number): number => heldBy(v, p) + asks.filter((q) => q.worker === v).length;
+              const wanted = WORKERS.reduce((n, v) => n + wants(v), 0);
+              const floor = Math.floor((capacity * wants(w)) / wanted);
+              const kept = heldBy(w, p) - entry!.count;
+              expect(entry!.count).toBeGreaterThanOrEqual(0);
+              if (entry!.count > 0) expect([floor, floor + 1]).toContain(kept);
+              else expect(kept).toBeLessThanOrEqual(floor + 1);
             }
             if (queue.length === 0) expect(told).toEqual([]);
           }
