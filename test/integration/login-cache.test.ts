@@ -91,13 +91,16 @@ describe('named statements behave as PostgreSQL\'s (transaction pooling)', () =>
   it('after a failed Parse, a Bind of that name gets PostgreSQL\'s own 26000, not a silent re-prepare', async () => {
     proxy = await startTestProxy({ pool_mode: 'transaction', default_pool_size: 1 });
     const { c } = await client(proxy.port, { application_name: 'login-cache-stmt' });
+    const conn = (c as unknown as { connection: pg.Connection & { bind(o: object): void; execute(o: object): void; sync(): void } }).connection;
+    // node-postgres rejects at the ErrorResponse; the Bind below must follow the failed Parse's ReadyForQuery.
+    const ready = new Promise((resolve) => conn.once('readyForQuery', resolve));
     const failed = await c.query({ name: 'bad', text: 'SELECT nosuchcolumn', values: [] }).then(
       () => null,
       (e: { code?: string }) => e,
     );
     expect(failed?.code).toBe('42703');
+    await ready;
     // A raw Bind/Execute/Sync of "bad": node-postgres would Parse again, so write the messages by hand.
-    const conn = (c as unknown as { connection: pg.Connection & { bind(o: object): void; execute(o: object): void; sync(): void } }).connection;
     const error = new Promise<{ code?: string; message?: string }>((resolve) => conn.once('errorMessage', (m: { code?: string; message?: string }) => resolve(m)));
     conn.bind({ statement: 'bad', values: [] });
     conn.execute({ portal: '', rows: 0 });

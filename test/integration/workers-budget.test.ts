@@ -9,6 +9,7 @@ import { listeningCount, startCliProxy, type CliProxy } from '../harness/cli.js'
 import { until } from '../harness/poll.js';
 import { adminSql, USERS } from '../harness/postgres.js';
 import { conninfo, pgOptions, psql, testEnv } from '../harness/proxy.js';
+import { nodeHasReusePort } from '../../src/workers/reuse-port.js';
 
 const scram = USERS.scram;
 const md5 = USERS.md5;
@@ -42,6 +43,9 @@ describe.each([2, 4])('workers: %i', (workers) => {
       ready: (out) => listeningCount(out) === workers,
       timeoutMs: 45_000,
     });
+    // On Node 22.12+ (npm run test:node24) each worker listens itself; on Node 20 the primary hands sockets out.
+    const listening = proxy.output().split('\n').filter((l) => l.includes('pg-ingress listening'));
+    expect(listening.map((l) => (JSON.parse(l) as { reuse_port: boolean }).reuse_port)).toEqual(Array(workers).fill(nodeHasReusePort()));
   }, 90_000);
 
   afterEach(async () => {
