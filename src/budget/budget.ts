@@ -134,6 +134,7 @@ export class Budget implements PoolLimits {
    * serves at least one transaction.
    */
   shouldYield(pool: Pool): boolean {
+    if (this.pressures.size === 0) return false; // the usual case, once per transaction: no string made
     const same = this.pressures.get(`p:${pool.key}`);
     if (!same || same.count === 0) return false;
     same.count--;

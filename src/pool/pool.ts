@@ -127,16 +127,16 @@ export class Pool {
     private readonly settings: PoolSettings,
     private readonly limits: PoolLimits,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.key = `${database}\0${address.user}`;
+  }
 
   get name(): string {
     return `${this.database}/${this.address.user}`;
   }
 
   /** Names this pool in the budget, the same in every worker. */
-  get key(): string {
-    return `${this.database}\0${this.address.user}`;
-  }
+  readonly key: string;
 
   /** The limits the budget holds this pool to. */
   get terms(): PoolTerms {
