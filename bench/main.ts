@@ -8,6 +8,10 @@
 //   npm run bench -- --only framer     options: --duration S --rounds N --scale N
 //                                       --only id,id,memory,framer --idle 1000,5000 --big-clients N
 //                                       --workers N (pg-ingress processes; default one per CPU) --desc TEXT
+//                                       --node PATH (Node binary for pg-ingress; default this one)
+//                                       --reuse-port auto|off (pg-ingress listen_reuse_port; default auto)
+//                                       --split-pools (divide transaction pools per worker, as before the global budget)
+//                                       --ingress-root DIR (a checkout with a built dist/ to run pg-ingress from)
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -18,7 +22,7 @@ import { runFramerBench, type FramerResult } from './lib/framer-bench.js';
 import { measureIdle, type IdleResult } from './lib/memory.js';
 import { runPgbench, type CellResult } from './lib/pgbench.js';
 import { cellKey, renderReport, targetChecks, type ReportInput } from './lib/report.js';
-import { checkLogin, clientEnv, DB, fdWarning, havePgbouncer, PGBOUNCER_BIN, setupWorld, startPgbouncer, startNodePipe, startPgIngress, type ProxyProcess, type World } from './lib/setup.js';
+import { checkLogin, clientEnv, upstreamSessions, DB, fdWarning, havePgbouncer, PGBOUNCER_BIN, POOL_SIZE, setupWorld, SMALL_POOL_SIZE, startPgbouncer, startNodePipe, startPgIngress, type ProxyProcess, type World } from './lib/setup.js';
 import { fmt, summarize, type CellSummary } from './lib/stats.js';
 import { workloads, type Target, type TargetId, type Workload } from './lib/workloads.js';
 
@@ -32,6 +36,10 @@ const { values: opt } = parseArgs({
     idle: { type: 'string' },
     'big-clients': { type: 'string' },
     workers: { type: 'string' },
+    node: { type: 'string' },
+    'reuse-port': { type: 'string' },
+    'split-pools': { type: 'boolean', default: false },
+    'ingress-root': { type: 'string' },
     desc: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -59,10 +67,20 @@ const config = {
   bigClients: intOpt(opt['big-clients'], smoke ? 200 : 1000, 'big-clients'),
   idle: opt.idle ? opt.idle.split(',').map((s) => intOpt(s, 0, 'idle')) : smoke ? [100] : [1000, 5000],
   workers: opt.workers === undefined ? null : intOpt(opt.workers, 1, 'workers'),
+  node: opt.node ?? process.execPath,
+  reusePort: reusePortOpt(opt['reuse-port']),
+  splitPools: opt['split-pools'],
+  ingressSource: opt['ingress-root'] ?? null,
   framerSeconds: smoke ? 0.2 : 1,
   settleMs: smoke ? 300 : 2000,
   threads: 2,
 };
+function reusePortOpt(v: string | undefined): 'auto' | 'off' {
+  if (v === undefined || v === 'auto' || v === 'off') return v ?? 'auto';
+  return usageError(`--reuse-port: expected auto or off, got ${v}`);
+}
+if (!existsSync(config.node)) usageError(`--node: ${config.node} does not exist`);
+if (config.ingressSource !== null && !existsSync(join(config.ingressSource, 'dist/cli/main.js'))) usageError(`--ingress-root: ${config.ingressSource}/dist/cli/main.js is missing (npm ci && npm run build there)`);
 const ALL_WORKLOADS = workloads(config.bigClients).map((w) => w.id);
 const only = opt.only ? new Set(opt.only.split(',')) : null;
 for (const id of only ?? []) if (!ALL_WORKLOADS.includes(id) && id !== 'memory' && id !== 'framer') usageError(`--only: unknown "${id}"; known: ${[...ALL_WORKLOADS, 'memory', 'framer'].join(', ')}`);
@@ -101,7 +119,7 @@ async function main(): Promise<number> {
   let bigClients = config.bigClients;
 
   if (selected.length > 0 || wanted('memory')) {
-    world = await setupWorld({ scale: config.scale, workers: config.workers, log });
+    world = await setupWorld({ scale: config.scale, workers: config.workers, node: config.node, reusePort: config.reusePort, splitPools: config.splitPools, ingressSource: config.ingressSource, log });
     notes.push(...world.notes);
     checkInterrupted();
     const pgbouncerOk = havePgbouncer();
@@ -165,7 +183,7 @@ async function main(): Promise<number> {
       ['seconds per cell', smoke ? 'smoke: `-t` with a few transactions per client' : `${config.duration} (+ the clients' login time for 100+ clients: pgbench's -T clock includes it, its tps does not)`],
       ['pgbench scale', String(config.scale)],
       ['pgbench threads', `-j ${config.threads}`],
-      ['pool size', world && world.workers > 1 ? `20 per database alias (PgBouncer); pg-ingress ${world.workers} workers × ${world.ingressPoolSize} (transaction), × 20 (session; see notes)` : '20 per database alias (both proxies)'],
+      ['pool size', poolSizeSetting(world)],
       ['client TLS', 'sslmode=require (except direct plaintext), user app_scram (SCRAM-SHA-256), auth via auth_query'],
       ['wall time', `${Math.round((Date.now() - started) / 1000)} s`],
     ],
@@ -195,7 +213,7 @@ async function main(): Promise<number> {
 
 async function startTargets(world: World, withPgbouncer: boolean): Promise<Target[]> {
   const upstream = (): string => DB.upstream;
-  const alias = (w: Workload): string => (w.pool === 'tx' ? DB.tx : DB.session);
+  const alias = (w: Workload): string => ({ tx: DB.tx, session: DB.session, 'tx-small': DB.small })[w.pool];
   const targets: Target[] = [
     { id: 'direct', label: 'PostgreSQL direct, plaintext', tls: false, port: world.cluster.port, database: upstream, proxy: null, restart: null },
     { id: 'direct-tls', label: 'PostgreSQL direct, TLS', tls: true, port: world.cluster.port, database: upstream, proxy: null, restart: null },
@@ -217,7 +235,7 @@ async function startTargets(world: World, withPgbouncer: boolean): Promise<Targe
 
   const usable: Target[] = [];
   for (const t of targets) {
-    const dbs = t.database === upstream ? [DB.upstream] : [DB.tx, DB.session];
+    const dbs = t.database === upstream ? [DB.upstream] : [DB.tx, DB.session, DB.small];
     let error: string | null = null;
     for (const db of dbs) error ??= await checkLogin(world, t.port, db, t.tls);
     if (error !== null) {
@@ -279,6 +297,7 @@ async function runRounds(world: World, selected: Workload[], targets: Target[]):
           t.proxy = await t.restart();
           t.port = t.proxy.port;
         }
+        const sessionsBefore = t.proxy && t.id !== 'node-pipe' ? await upstreamSessions(world, 0) : null;
         const r = await runPgbench({
           port: t.port,
           db: t.database(w),
@@ -291,10 +310,11 @@ async function runRounds(world: World, selected: Workload[], targets: Target[]):
           logPrefix: join(world.work, 'pgbench-logs', `cell${seq++}`),
           proxyPid: t.proxy?.daemon.pid ?? null,
         });
+        if (sessionsBefore !== null) r.serverLogins = (await upstreamSessions(world, smoke ? 0 : 1200)) - sessionsBefore; // smoke: counts are not read
         if (r.connectMs !== null) loginAllowance.set(w.id, Math.max(loginAllowance.get(w.id)!, (r.connectMs / 1000) * 1.3));
         const key = cellKey(w.id, t.id);
         results.set(key, [...(results.get(key) ?? []), r]);
-        const line = `round ${round + 1}/${config.rounds} ${w.id.padEnd(18)} ${t.id.padEnd(10)} tps ${fmt(r.tps, 0).padStart(7)}  avg ${fmt(r.avgMs, 3)} ms  p99 ${fmt(r.p99Ms, 3)} ms  cpu/1000tx ${fmt(r.cpuPer1000, 4)}${r.connectMs !== null && r.connectMs > 500 ? `  logins ${(r.connectMs / 1000).toFixed(1)} s` : ''}${r.abortedClients ? `  aborted ${r.abortedClients}` : ''}${r.exitCode !== 0 ? `  exit ${r.exitCode}: ${r.error ?? ''}` : ''}`;
+        const line = `round ${round + 1}/${config.rounds} ${w.id.padEnd(18)} ${t.id.padEnd(10)} tps ${fmt(r.tps, 0).padStart(7)}  avg ${fmt(r.avgMs, 3)} ms  p99 ${fmt(r.p99Ms, 3)} ms  cpu/1000tx ${fmt(r.cpuPer1000, 4)}${r.serverLogins !== null ? `  server logins ${r.serverLogins}` : ''}${r.connectMs !== null && r.connectMs > 500 ? `  logins ${(r.connectMs / 1000).toFixed(1)} s` : ''}${r.abortedClients ? `  aborted ${r.abortedClients}` : ''}${r.exitCode !== 0 ? `  exit ${r.exitCode}: ${r.error ?? ''}` : ''}`;
         log(line);
         raw.push(line);
       }
@@ -318,13 +338,30 @@ function machineInfo(world: World | null): [string, string][] {
     ['CPU', cpu],
     ['memory', `${Math.round(os.totalmem() / 2 ** 30)} GiB`],
     ['kernel', `${os.type()} ${os.release()}`],
-    ['Node.js', process.version],
+    ['Node.js (bench, pgbench driver)', process.version],
     ['PostgreSQL', world ? cmd(join(world.cluster.binDir, 'postgres'), ['--version']) : 'not started'],
     ['PgBouncer', havePgbouncer() ? cmd(PGBOUNCER_BIN, ['--version']) : 'not installed'],
     ['pgbench', cmd('pgbench', ['--version'])],
-    ['pg-ingress build', world ? `dist/ sha256 ${world.ingressBuild} (snapshot taken at start), ${world.workers} worker process${world.workers > 1 ? 'es' : ''}` : '—'],
+    ['pg-ingress build', world ? `dist/ sha256 ${world.ingressBuild} (snapshot taken at start) from ${world.ingressSource}` : '—'],
+    ['pg-ingress run', world ? ingressRunInfo(world) : '—'],
     ['load average (1 min), start → end', `${loadAtStart.toFixed(2)} → ${os.loadavg()[0]!.toFixed(2)} (anything else running on the machine skews all targets alike only on average)`],
   ];
+}
+
+/** Node version, workers and how they accept connections: what a reader needs to compare runs. */
+function ingressRunInfo(world: World): string {
+  const r = world.runtime;
+  const accept = world.workers === 1 ? 'one process, accepting its own connections' : r.reusePortInEffect ? 'workers listen with SO_REUSEPORT' : "node:cluster's primary round-robin";
+  const setting = r.reusePort === null ? 'no listen_reuse_port setting in this build' : `listen_reuse_port: ${r.reusePort}`;
+  return `Node.js v${r.nodeVersion} (${r.node}), workers: ${world.workers}, ${setting} → ${accept}${r.splitPools ? ', --split-pools' : ''}`;
+}
+
+function poolSizeSetting(world: World | null): string {
+  if (world === null) return '—';
+  const p = world.ingressPools;
+  const base = `${POOL_SIZE} per database alias, bench_small ${SMALL_POOL_SIZE} (PgBouncer)`;
+  if (world.runtime.splitPools && world.workers > 1) return `${base}; pg-ingress per worker (--split-pools): ${world.workers} × ${p.tx} (transaction), × ${p.small} (bench_small), × ${p.session} (session)`;
+  return `${base}; pg-ingress the same, per proxy (one budget across its ${world.workers} worker${world.workers > 1 ? 's' : ''})`;
 }
 
 function writeResults(repoRoot: string, report: string): void {

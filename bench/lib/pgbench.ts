@@ -38,6 +38,8 @@ export interface CellResult {
   connectMs: number | null;
   /** First error line pgbench printed, if any. */
   error: string | null;
+  /** Server connections the proxy opened to PostgreSQL during the cell (set by the caller). */
+  serverLogins: number | null;
 }
 
 const STDERR_KEEP = 64 * 1024;
@@ -111,6 +113,7 @@ export async function runPgbench(spec: CellSpec): Promise<CellResult> {
     exitCode,
     connectMs: num(/initial connection time = ([\d.]+) ms/),
     error: firstError,
+    serverLogins: null,
   };
 }
 

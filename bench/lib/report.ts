@@ -78,26 +78,26 @@ export function renderReport(input: ReportInput): string {
   out.push('Settings: ' + input.settings.map(([k, v]) => `${k} ${v}`).join('; ') + '.', '');
 
   out.push('## Throughput, latency, proxy CPU', '');
-  out.push('Median over rounds; targets interleaved within each round. avg and p99 from pgbench per-transaction logs. Proxy CPU = user+system time of the proxy process tree per 1000 transactions (includes client logins).', '');
-  out.push('| workload | target | tps | avg ms | p99 ms | proxy CPU s/1000 tx | errors |', '|---|---|--:|--:|--:|--:|---|');
+  out.push('Median over rounds; targets interleaved within each round. avg and p99 from pgbench per-transaction logs. Proxy CPU = user+system time of the proxy process tree per 1000 transactions (includes client logins). Server logins: sessions PostgreSQL counted in app1 during a proxy\'s cell (servers the proxy opened: pool fill, and servers closed in one worker for another), median over rounds.', '');
+  out.push('| workload | target | tps | avg ms | p99 ms | proxy CPU s/1000 tx | server logins | errors |', '|---|---|--:|--:|--:|--:|--:|---|');
   for (const w of input.workloads) {
     const row = (t: { id: TargetId; label: string }): CellSummary | undefined => input.cells.get(cellKey(w.id, t.id));
     for (const t of input.targets) {
       const c = row(t);
       if (!c) continue;
-      out.push(`| ${w.title} | ${t.label} | ${fmt(c.tps, 0)} | ${fmt(c.avgMs, 3)} | ${fmt(c.p99Ms, 3)} | ${fmt(c.cpuPer1000, 4)} | ${errorsText(c)} |`);
+      out.push(`| ${w.title} | ${t.label} | ${fmt(c.tps, 0)} | ${fmt(c.avgMs, 3)} | ${fmt(c.p99Ms, 3)} | ${fmt(c.cpuPer1000, 4)} | ${fmt(c.serverLogins, 0)} | ${errorsText(c)} |`);
     }
     const ing = input.cells.get(cellKey(w.id, 'pg-ingress'));
     const pgb = input.cells.get(cellKey(w.id, 'pgbouncer'));
     const tls = input.cells.get(cellKey(w.id, 'direct-tls'));
     if (ing && pgb) {
       const caveat = errorsText(pgb) ? 'PgBouncer had errors: not comparable' : '';
-      out.push(`| ${w.title} | **pg-ingress / PgBouncer** | **${fmtRatio(ratio(ing.tps, pgb.tps))}** | ${fmtRatio(ratio(ing.avgMs, pgb.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, pgb.p99Ms))} | **${fmtRatio(ratio(ing.cpuPer1000, pgb.cpuPer1000))}** | ${caveat} |`);
+      out.push(`| ${w.title} | **pg-ingress / PgBouncer** | **${fmtRatio(ratio(ing.tps, pgb.tps))}** | ${fmtRatio(ratio(ing.avgMs, pgb.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, pgb.p99Ms))} | **${fmtRatio(ratio(ing.cpuPer1000, pgb.cpuPer1000))}** | | ${caveat} |`);
     }
-    if (ing && tls) out.push(`| ${w.title} | **pg-ingress / direct TLS** | **${fmtRatio(ratio(ing.tps, tls.tps))}** | ${fmtRatio(ratio(ing.avgMs, tls.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, tls.p99Ms))} | | |`);
+    if (ing && tls) out.push(`| ${w.title} | **pg-ingress / direct TLS** | **${fmtRatio(ratio(ing.tps, tls.tps))}** | ${fmtRatio(ratio(ing.avgMs, tls.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, tls.p99Ms))} | | | |`);
     const pipe = input.cells.get(cellKey(w.id, 'node-pipe'));
-    if (ing && pipe) out.push(`| ${w.title} | **pg-ingress / Node.js TLS pipe** | **${fmtRatio(ratio(ing.tps, pipe.tps))}** | ${fmtRatio(ratio(ing.avgMs, pipe.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, pipe.p99Ms))} | **${fmtRatio(ratio(ing.cpuPer1000, pipe.cpuPer1000))}** | |`);
-    if (pipe && pgb) out.push(`| ${w.title} | Node.js TLS pipe / PgBouncer | ${fmtRatio(ratio(pipe.tps, pgb.tps))} | ${fmtRatio(ratio(pipe.avgMs, pgb.avgMs))} | ${fmtRatio(ratio(pipe.p99Ms, pgb.p99Ms))} | ${fmtRatio(ratio(pipe.cpuPer1000, pgb.cpuPer1000))} | |`);
+    if (ing && pipe) out.push(`| ${w.title} | **pg-ingress / Node.js TLS pipe** | **${fmtRatio(ratio(ing.tps, pipe.tps))}** | ${fmtRatio(ratio(ing.avgMs, pipe.avgMs))} | ${fmtRatio(ratio(ing.p99Ms, pipe.p99Ms))} | **${fmtRatio(ratio(ing.cpuPer1000, pipe.cpuPer1000))}** | | |`);
+    if (pipe && pgb) out.push(`| ${w.title} | Node.js TLS pipe / PgBouncer | ${fmtRatio(ratio(pipe.tps, pgb.tps))} | ${fmtRatio(ratio(pipe.avgMs, pgb.avgMs))} | ${fmtRatio(ratio(pipe.p99Ms, pgb.p99Ms))} | ${fmtRatio(ratio(pipe.cpuPer1000, pgb.cpuPer1000))} | | |`);
   }
   out.push('');
 

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { adminSql, freePort, startCluster, USERS, type ClusterInfo } from '../../test/harness/postgres.js';
 import { createCa } from '../../src/tls/certificates.js';
 import { defaultWorkerCount } from '../../src/workers/cpu-budget.js';
+import { nodeHasReusePort, type ReusePortSetting } from '../../src/workers/reuse-port.js';
 import { onCleanup } from './cleanup.js';
 import { RAISE_FD_LIMIT, startDaemon, waitForPort, type Daemon } from './daemon.js';
 import { openFileLimit, processTree } from './proc.js';
@@ -18,9 +19,24 @@ const run = promisify(execFile);
 
 export const PGBOUNCER_BIN = '/usr/sbin/pgbouncer';
 export const POOL_SIZE = 20;
+/** Pool of the contended workload: fewer servers than clients, so waiters meet the budget. */
+export const SMALL_POOL_SIZE = 2;
 export const MAX_CLIENT_CONN = 10_000;
 /** Database names on both proxies; direct connections use app1. */
-export const DB = { tx: 'bench_tx', session: 'bench_session', upstream: 'app1' } as const;
+export const DB = { tx: 'bench_tx', session: 'bench_session', small: 'bench_small', upstream: 'app1' } as const;
+
+export interface IngressRuntime {
+  /** The Node binary that runs pg-ingress (and the Node.js TLS pipe). */
+  node: string;
+  /** Its `process.versions.node`, e.g. 24.11.1. */
+  nodeVersion: string;
+  /** listen_reuse_port written into the YAML (null: this build has no such setting). */
+  reusePort: ReusePortSetting | null;
+  /** Whether the workers actually listen with SO_REUSEPORT (else node:cluster's primary round-robin). */
+  reusePortInEffect: boolean;
+  /** Pools split per worker as before the global budget (`--split-pools`), for comparison. */
+  splitPools: boolean;
+}
 
 export interface World {
   cluster: ClusterInfo;
@@ -33,12 +49,15 @@ export interface World {
   ingressRoot: string;
   /** sha256 of the snapshot's dist/*.js, to tell builds apart in reports. */
   ingressBuild: string;
+  /** Where the snapshot came from, and its git commit (with `+changes` when src/ differs from it). */
+  ingressSource: string;
   /** pg-ingress worker processes (1 if this build has no `workers` setting). */
   workers: number;
   /** Whether this build knows the `workers` setting. */
   hasWorkersSetting: boolean;
-  /** pg-ingress transaction pool size per worker: the proxies' upstream totals are equal (POOL_SIZE). */
-  ingressPoolSize: number;
+  /** pg-ingress pool sizes as written into its YAML (per proxy, or per worker with `--split-pools`). */
+  ingressPools: { tx: number; session: number; small: number };
+  runtime: IngressRuntime;
   notes: string[];
 }
 
@@ -52,27 +71,42 @@ function giveToPostgres(path: string): void {
   if (asRoot) chownSync(path, idOf('-u', 'postgres'), idOf('-g', 'postgres'));
 }
 
-export async function setupWorld(opts: { scale: number; workers: number | null; log: (s: string) => void }): Promise<World> {
+export interface WorldOptions {
+  scale: number;
+  workers: number | null;
+  node: string;
+  reusePort: ReusePortSetting;
+  splitPools: boolean;
+  /** A checkout with a built dist/ to run pg-ingress from (default: this repository). */
+  ingressSource: string | null;
+  log: (s: string) => void;
+}
+
+export async function setupWorld(opts: WorldOptions): Promise<World> {
   const repoRoot = resolve(import.meta.dirname, '../../../..'); // bench/dist/bench/lib -> repository root
   const work = mkdtempSync(join(tmpdir(), 'pg-ingress-bench-'));
   onCleanup('work dir', () => rmSync(work, { recursive: true, force: true }));
   giveToPostgres(work); // PgBouncer runs as postgres and writes its log here
   mkdirSync(join(work, 'pgbench-logs'));
   const notes: string[] = [];
-  const snapshot = snapshotPgIngress(repoRoot, join(work, 'pg-ingress'));
+  const snapshot = snapshotPgIngress(opts.ingressSource ?? repoRoot, join(work, 'pg-ingress'));
   let workers = opts.workers ?? defaultWorkerCount() // what pg-ingress's own `workers: 0` picks;
   if (!snapshot.hasWorkers && workers !== 1) {
     notes.push('This pg-ingress build has no `workers` setting: it runs as one process.');
     workers = 1;
   }
-  const ingressPoolSize = Math.max(1, Math.round(POOL_SIZE / workers));
-  if (workers > 1) {
+  const nodeVersion = execFileSync(opts.node, ['-p', 'process.versions.node'], { encoding: 'utf8' }).trim();
+  const reusePort = snapshot.hasReusePort ? opts.reusePort : null;
+  if (!snapshot.hasReusePort) notes.push('This pg-ingress build has no `listen_reuse_port` setting: its workers get their sockets from the primary (round-robin).');
+  const runtime: IngressRuntime = { node: opts.node, nodeVersion, reusePort, reusePortInEffect: workers > 1 && reusePort === 'auto' && nodeHasReusePort(nodeVersion), splitPools: opts.splitPools };
+  const ingressPools = poolSizes(workers, opts.splitPools);
+  if (opts.splitPools && workers > 1) {
     notes.push(
-      `pg-ingress runs ${workers} worker processes (its default: one per CPU); CPU and RSS are summed over primary and workers. ` +
-        `Each worker has its own pools: the transaction pool is ${ingressPoolSize} per worker (${workers * ingressPoolSize} server connections in all, as PgBouncer's ${POOL_SIZE}); ` +
-        `the session pool is ${POOL_SIZE} per worker, because a session client holds one server for its whole life, so the session workloads (at most ${POOL_SIZE} clients) use at most ${POOL_SIZE} server connections anyway, ` +
-        `while a ${workers}×${ingressPoolSize} split leaves a client waiting for a server whenever one worker is handed more than its share of the clients (seen in an earlier run: a TPC-B client's login timed out after 60 s).`,
+      `\`--split-pools\`: the transaction pools are divided across the ${workers} workers as before the global budget (${ingressPools.tx} per worker for ${POOL_SIZE}, ${ingressPools.small} per worker for ${SMALL_POOL_SIZE}); ` +
+        `the session pool is ${POOL_SIZE} per worker (a session client holds its server, so at most ${POOL_SIZE} are used, and a split strands clients on a busy worker). On a build with the global budget these sizes are per proxy, so the totals are lower.`,
     );
+  } else if (workers > 1) {
+    notes.push(`pg-ingress runs ${workers} worker processes; CPU and RSS are summed over primary and workers. Pool sizes are per proxy, as PgBouncer's (the primary's ledger shares one budget across workers).`);
   }
 
   opts.log('starting PostgreSQL (test harness)…');
@@ -101,10 +135,21 @@ export async function setupWorld(opts: { scale: number; workers: number | null; 
   await run('pgbench', ['-i', '-q', '-s', String(opts.scale), '-h', info.socketDir, '-p', String(info.port), '-U', USERS.superuser.name, DB.upstream], { maxBuffer: 1 << 24 });
   await adminSql(info, `GRANT SELECT, INSERT, UPDATE ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO ${USERS.scram.name}`, DB.upstream);
 
-  const world: World = { cluster: info, work, caFile, certFile, keyFile, repoRoot, ingressRoot: snapshot.root, ingressBuild: snapshot.fingerprint, workers, hasWorkersSetting: snapshot.hasWorkers, ingressPoolSize, notes };
+  const world: World = { cluster: info, work, caFile, certFile, keyFile, repoRoot, ingressRoot: snapshot.root, ingressBuild: snapshot.fingerprint, ingressSource: describeSource(opts.ingressSource ?? repoRoot), workers, hasWorkersSetting: snapshot.hasWorkers, ingressPools, runtime, notes };
   const ssl = await checkLogin(world, info.port, DB.upstream, true);
   if (ssl !== null) throw new Error(`PostgreSQL did not accept a TLS login after ssl = on: ${ssl}`);
   return world;
+}
+
+/**
+ * Sessions PostgreSQL has counted in app1: the difference over a proxy's cell is how many
+ * server connections it opened (pool fill, and servers closed in one worker for another).
+ * A backend reports its count with its other statistics, at most once a second while idle,
+ * hence the wait before reading after a cell.
+ */
+export async function upstreamSessions(world: World, settleMs: number): Promise<number> {
+  if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
+  return Number(await adminSql(world.cluster, `SELECT sessions FROM pg_stat_database WHERE datname = '${DB.upstream}'`));
 }
 
 /** One psql login as app_scram; null if it worked, else the error text. */
@@ -138,8 +183,26 @@ function upstreamDsn(world: World, poolMode: 'transaction' | 'session', poolSize
   return `host=127.0.0.1 port=${world.cluster.port} dbname=${DB.upstream} pool_mode=${poolMode} pool_size=${poolSize}`;
 }
 
+/** `DIR (commit abc1234[+changes])`: a dist/ built from uncommitted src/ is not that commit. */
+function describeSource(dir: string): string {
+  try {
+    const commit = execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).trim() !== '';
+    return `${dir} (commit ${commit}${dirty ? '+changes in src/' : ''})`;
+  } catch {
+    return dir;
+  }
+}
+
+/** pg-ingress pool sizes: PgBouncer's, or (`--split-pools`) the old per-worker split of the transaction pools. */
+function poolSizes(workers: number, split: boolean): World['ingressPools'] {
+  if (!split) return { tx: POOL_SIZE, session: POOL_SIZE, small: SMALL_POOL_SIZE };
+  const share = (total: number): number => Math.max(1, Math.round(total / workers));
+  return { tx: share(POOL_SIZE), session: POOL_SIZE, small: share(SMALL_POOL_SIZE) };
+}
+
 /** Copies the built proxy (bin/, dist/, package.json; node_modules linked) aside. */
-function snapshotPgIngress(repoRoot: string, root: string): { root: string; fingerprint: string; hasWorkers: boolean } {
+function snapshotPgIngress(repoRoot: string, root: string): { root: string; fingerprint: string; hasWorkers: boolean; hasReusePort: boolean } {
   if (!existsSync(join(repoRoot, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm run bench does)');
   mkdirSync(root);
   for (const part of ['bin', 'dist', 'package.json']) cpSync(join(repoRoot, part), join(root, part), { recursive: true });
@@ -148,8 +211,8 @@ function snapshotPgIngress(repoRoot: string, root: string): { root: string; fing
   const files = (readdirSync(join(root, 'dist'), { recursive: true }) as string[]).filter((f) => f.endsWith('.js')).sort();
   for (const f of files) hash.update(f).update(readFileSync(join(root, 'dist', f)));
   const schema = join(root, 'dist/config/schema.js');
-  const hasWorkers = existsSync(schema) && /\bworkers\b/.test(readFileSync(schema, 'utf8'));
-  return { root, fingerprint: hash.digest('hex').slice(0, 12), hasWorkers };
+  const schemaText = existsSync(schema) ? readFileSync(schema, 'utf8') : '';
+  return { root, fingerprint: hash.digest('hex').slice(0, 12), hasWorkers: /\bworkers\b/.test(schemaText), hasReusePort: /\blisten_reuse_port\b/.test(schemaText) };
 }
 
 export interface ProxyProcess {
@@ -176,6 +239,7 @@ export async function startPgbouncer(world: World, name: string): Promise<ProxyP
       '[databases]',
       `${DB.tx} = ${upstreamDsn(world, 'transaction')}`,
       `${DB.session} = ${upstreamDsn(world, 'session')}`,
+      `${DB.small} = ${upstreamDsn(world, 'transaction', SMALL_POOL_SIZE)}`,
       '',
       '[pgbouncer]',
       'listen_addr = 127.0.0.1',
@@ -224,31 +288,33 @@ export async function startPgIngress(world: World, name: string): Promise<ProxyP
       `auth_user: ${USERS.auth.name}`,
       `auth_password: ${q(USERS.auth.password)}`,
       'auth_query: "SELECT username, password FROM pgbouncer.get_auth($1)"',
-      `default_pool_size: ${world.ingressPoolSize}`,
+      `default_pool_size: ${world.ingressPools.tx}`,
       `max_client_conn: ${MAX_CLIENT_CONN}`,
       'server_reset_query: DISCARD ALL',
       'log_level: warn',
       'metrics_port: 0', // on, as by default, but on a free port: two bench runs never collide
       ...(world.hasWorkersSetting ? [`workers: ${world.workers}`] : []),
+      ...(world.runtime.reusePort !== null ? [`listen_reuse_port: ${world.runtime.reusePort}`] : []),
       'databases:',
-      `  ${DB.tx}: ${q(upstreamDsn(world, 'transaction', world.ingressPoolSize))}`,
-      `  ${DB.session}: ${q(upstreamDsn(world, 'session', POOL_SIZE))}`,
+      `  ${DB.tx}: ${q(upstreamDsn(world, 'transaction', world.ingressPools.tx))}`,
+      `  ${DB.session}: ${q(upstreamDsn(world, 'session', world.ingressPools.session))}`,
+      `  ${DB.small}: ${q(upstreamDsn(world, 'transaction', world.ingressPools.small))}`,
       '',
     ].join('\n'),
     { mode: 0o600 },
   );
   const bin = join(world.ingressRoot, 'bin/pg-ingress.js');
-  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', process.execPath, bin, '--config', yaml], join(world.work, `${name}.out`), { env: { PATH: process.env.PATH, ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}) }, cwd: world.ingressRoot });
+  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', world.runtime.node, bin, '--config', yaml], join(world.work, `${name}.out`), { env: { PATH: process.env.PATH, ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}) }, cwd: world.ingressRoot });
   await waitForPort(port, daemon);
   return { daemon, port, stop: () => daemon.stop() };
 }
 
-/** The Node.js TLS pipe (bench/node-pipe.ts): the platform floor, with pg-ingress's worker count. */
+/** The Node.js TLS pipe (bench/node-pipe.ts): the platform floor, with pg-ingress's Node binary and worker count. */
 export async function startNodePipe(world: World, name: string): Promise<ProxyProcess> {
   const port = await freePort();
   const script = join(world.repoRoot, 'bench/dist/bench/node-pipe.js');
   const input = { port, upstreamHost: '127.0.0.1', upstreamPort: world.cluster.port, certFile: world.certFile, keyFile: world.keyFile, workers: world.workers };
-  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', process.execPath, script], join(world.work, `${name}.out`), { env: { PATH: process.env.PATH, NODE_PIPE: JSON.stringify(input) }, cwd: world.repoRoot });
+  const daemon = startDaemon(name, 'sh', ['-c', RAISE_FD_LIMIT, 'sh', world.runtime.node, script], join(world.work, `${name}.out`), { env: { PATH: process.env.PATH, NODE_PIPE: JSON.stringify(input) }, cwd: world.repoRoot });
   await waitForPort(port, daemon);
   return { daemon, port, stop: () => daemon.stop() };
 }

@@ -7,6 +7,7 @@ export interface CellSummary {
   avgMs: number | null;
   p99Ms: number | null;
   cpuPer1000: number | null;
+  serverLogins: number | null;
   transactions: number;
   abortedClients: number;
   failedTransactions: number;
@@ -28,6 +29,7 @@ export function summarize(results: readonly CellResult[]): CellSummary {
     avgMs: median(results.map((r) => r.avgMs)),
     p99Ms: median(results.map((r) => r.p99Ms)),
     cpuPer1000: median(results.map((r) => r.cpuPer1000)),
+    serverLogins: median(results.map((r) => r.serverLogins)),
     transactions: results.reduce((s, r) => s + r.transactions, 0),
     abortedClients: results.reduce((s, r) => s + r.abortedClients, 0),
     failedTransactions: results.reduce((s, r) => s + r.failedTransactions, 0),

@@ -7,7 +7,8 @@ export interface Workload {
   id: string;
   title: string;
   clients: number;
-  pool: 'tx' | 'session';
+  /** Which proxy database: bench_tx, bench_session, or bench_small (transaction pool of SMALL_POOL_SIZE). */
+  pool: 'tx' | 'session' | 'tx-small';
   args: readonly string[];
   /** Run against PostgreSQL directly too (not for 1000 clients: max_connections is 300). */
   direct: boolean;
@@ -37,6 +38,9 @@ export function workloads(bigClients: number): Workload[] {
       smokeTx: 200,
       errorsExpectedFor: ['pgbouncer'], // PgBouncer < 1.21 does not track prepared statements
     },
+    // 8 clients on 2 servers: with workers > 1 the budget is spent while another worker holds an
+    // idle server, so the primary has that worker close it for this worker's waiter (the cross-worker yield).
+    { id: 'select-tx-contended', title: '`-S`, 8 clients, pool 2, transaction', clients: 8, pool: 'tx-small', args: ['-S'], direct: false, pipe: false, smokeTx: 50 },
     { id: 'select-tx-big', title: `\`-S\`, ${bigClients} clients, pool 20, transaction`, clients: bigClients, pool: 'tx', args: ['-S'], direct: false, pipe: false, smokeTx: 10 },
   ];
 }
