@@ -327,7 +327,9 @@ export class Ledger {
    * hands per transaction. The slots that do not divide evenly go first to a
    * worker whose ask has waited FAIRNESS_QUANTUM_MS, oldest first, then stay
    * with their holders: a pool smaller than the number of workers wanting it
-   * changes hands at most about once per quantum.
+   * changes hands at most about once per quantum. A holder keeps up to a tenth
+   * of its share more than its share, so that shares of a large pool moving by
+   * an ask or two do not make servers change hands.
    */
   private overShare(pool: PoolRecord, asks: readonly Ask[], reserve: boolean): Map<number, number> {
     const capacity = pool.terms.size + (reserve ? pool.terms.reserveSize : 0);
@@ -366,7 +368,9 @@ export class Ledger {
     }
     const over = new Map<number, number>();
     for (const [worker, held] of pool.held) {
-      const excess = held - share.get(worker)!;
+      // Slack of a tenth of a share: wants move by a few asks from one moment to the next, and a large
+      // pool must not trade servers (a login each) for that. Shares below 10 get none (a pool of 1 rotates).
+      const excess = held - share.get(worker)! - Math.floor(share.get(worker)! / 10);
       if (excess > 0 && asks.some((a) => a.worker !== worker)) over.set(worker, excess);
     }
     return over;
