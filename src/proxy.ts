@@ -31,6 +31,12 @@ export interface RunningProxy {
   metricsPort: number | null;
   context: ProxyContext;
   close(): Promise<void>;
+  /**
+   * Graceful shutdown: stop accepting (and /readyz answers 503), tell each
+   * pooled client to go at its next idle point, let session clients finish,
+   * then close() once no client is left or after `timeoutMs`.
+   */
+  drain(timeoutMs: number): Promise<void>;
 }
 
 export async function startProxy(config: Config, log: Logger): Promise<RunningProxy> {
@@ -100,10 +106,23 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
   // With workers the primary serves metrics for all of them; this tells it where, and the token.
   if (cluster.isWorker) process.send!({ type: 'pg-ingress:worker-ready', metrics: metricsAt });
   const metrics = metricsAt && !cluster.isWorker ? await startMetrics(metricsAt, context, () => !closing, log) : null;
-  return {
+  const running: RunningProxy = {
     port,
     metricsPort: metrics?.port ?? null,
     context,
+    async drain(timeoutMs) {
+      closing = true; // /readyz answers 503 from now on
+      clientListener.stopAccepting();
+      for (const client of context.clients) client.drain();
+      const deadline = Date.now() + timeoutMs;
+      while (context.clients.size > 0 && Date.now() < deadline) {
+        // Clients that finish a login meanwhile are told too.
+        for (const client of context.clients) client.drain();
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      if (context.clients.size > 0) log.warn({ clients: context.clients.size }, 'shutdown_timeout: closing the clients still connected');
+      await running.close();
+    },
     async close() {
       closing = true; // /readyz answers 503 from now on
       clearInterval(janitor);
@@ -117,6 +136,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
       await metrics?.close();
     },
   };
+  return running;
 }
 
 /** The metrics endpoint of a single-process proxy. Not listening is logged, not fatal: clients still get served. */

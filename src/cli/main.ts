@@ -67,14 +67,19 @@ export async function main(argv: string[]): Promise<number> {
   // Loaded here, not at the top: a primary never runs the proxy and stays small without it.
   const { startProxy } = await import('../proxy.js');
   const proxy = await startProxy(config, log);
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      log.info({ signal }, 'shutting down');
-      resolve();
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+  // SIGTERM drains (clients finish, up to shutdown_timeout); SIGINT, or a second signal, closes at once.
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
   });
+  if (signal === 'SIGTERM') {
+    log.info({ signal, shutdown_timeout: config.shutdown_timeout }, 'shutting down: letting clients finish');
+    const now = new Promise<void>((resolve) => {
+      process.once('SIGTERM', () => resolve());
+      process.once('SIGINT', () => resolve());
+    });
+    await Promise.race([proxy.drain(config.shutdown_timeout * 1000), now]);
+  } else log.info({ signal }, 'shutting down');
   await proxy.close();
   return 0;
 }

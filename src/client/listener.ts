@@ -44,8 +44,14 @@ export class Listener {
     return this.sockets.size;
   }
 
+  /** Stops accepting; the connections there are stay (draining). */
+  stopAccepting(): void {
+    if (this.server.listening) this.server.close();
+  }
+
   close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
+    if (!this.server.listening) return Promise.resolve();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 

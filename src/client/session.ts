@@ -137,6 +137,13 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     return this.state === ClientState.Waiting;
   }
 
+  /** The proxy is shutting down: a pooled client is told to go at its next idle point (now, if idle); a session client keeps its session. */
+  drain(): void {
+    this.draining = true;
+    if (this.state === ClientState.Idle && this.env.mode !== 'session') this.fail(goingAway());
+  }
+  private draining = false;
+
   get lastRequestAt(): number {
     return this.lastActivity;
   }
@@ -364,6 +371,8 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     server.resume();
     this.move(ClientState.Idle);
     this.pool.release(server, this.env.resetOnRelease);
+    // Shutting down: between transactions is where a driver can reconnect to another replica without losing work.
+    if (this.draining) this.fail(goingAway());
     return true;
   }
 
@@ -533,4 +542,9 @@ function clientError(err: unknown, log: ConnLogger): PgError {
   if (err instanceof MalformedMessageError) return fatal(SqlState.protocolViolation, err.message);
   log.error({ err: (err as Error)?.stack ?? String(err) }, 'internal error relaying a client; this client was disconnected');
   return fatal(SqlState.internalError, 'internal error in pg-ingress; the connection was closed');
+}
+
+/** What a pooled client is told at its idle point when the proxy shuts down (PgBouncer ≥ 1.23 waits for clients too). */
+function goingAway(): PgError {
+  return fatal(SqlState.adminShutdown, 'pg-ingress is shutting down', { hint: 'reconnect: another instance will serve you' });
 }

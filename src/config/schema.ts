@@ -72,6 +72,7 @@ export interface Config {
   query_wait_timeout: number;
   client_idle_timeout: number;
   client_login_timeout: number;
+  shutdown_timeout: number;
   max_pending_logins: number; // 0 = half of max_client_conn
   tcp_keepalive: boolean;
   tcp_keepidle: number;
@@ -340,6 +341,7 @@ export const configSchema = z
     query_wait_timeout: seconds().default(120),
     client_idle_timeout: seconds().default(0),
     client_login_timeout: seconds().default(60),
+    shutdown_timeout: seconds().default(30),
     max_pending_logins: int(0).default(0),
     tcp_keepalive: bool().default(true),
     tcp_keepidle: seconds().default(0),

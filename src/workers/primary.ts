@@ -78,21 +78,27 @@ export async function runPrimary(count: number, log: Logger): Promise<number> {
   for (let id = 1; id <= count; id++) fork(id);
   log.info({ workers: count }, 'pg-ingress primary started its workers');
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'shutting down workers');
       stopping = true; // /readyz answers 503 from now on
-      resolve();
+      resolve(signal);
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  // Workers drain on SIGTERM (up to shutdown_timeout); a second signal here makes them close at once.
+  const hurry = (): void => {
+    for (const w of workers.values()) w.process.kill('SIGINT');
+  };
+  process.once('SIGTERM', hurry);
+  process.once('SIGINT', hurry);
   await Promise.all(
     [...workers.values()].map(
       (w) =>
         new Promise<void>((resolve) => {
           w.once('exit', () => resolve());
-          w.process.kill('SIGTERM');
+          w.process.kill(signal); // SIGTERM: drain; SIGINT: close at once
         }),
     ),
   );

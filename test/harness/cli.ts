@@ -16,7 +16,7 @@ export interface CliProxy {
   child: ChildProcess;
   /** Everything the process wrote so far. */
   output(): string;
-  /** SIGTERM, then waits for the exit. */
+  /** SIGINT (close at once; SIGTERM would drain for shutdown_timeout), then waits for the exit. */
   stop(): Promise<void>;
 }
 
@@ -75,7 +75,7 @@ export async function startCliProxy(opts: {
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
+      child.kill('SIGINT');
       await exited;
     },
   };

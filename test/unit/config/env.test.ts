@@ -49,6 +49,7 @@ const valid: Record<string, [string, unknown]> = {
   query_wait_timeout: ['60', 60],
   client_idle_timeout: ['900', 900],
   client_login_timeout: ['20', 20],
+  shutdown_timeout: ['45', 45],
   max_pending_logins: ['10', 10],
   tcp_keepalive: ['off', false],
   tcp_keepidle: ['30', 30],
