@@ -115,11 +115,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
       clientListener.stopAccepting();
       for (const client of context.clients) client.drain();
       const deadline = Date.now() + timeoutMs;
-      while (context.clients.size > 0 && Date.now() < deadline) {
-        // Clients that finish a login meanwhile are told too.
-        for (const client of context.clients) client.drain();
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      while (context.clients.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
       if (context.clients.size > 0) log.warn({ clients: context.clients.size }, 'shutdown_timeout: closing the clients still connected');
       await running.close();
     },

@@ -44,10 +44,12 @@ export class Listener {
     return this.sockets.size;
   }
 
-  /** Stops accepting; the connections there are stay (draining). */
+  /** Stops accepting; the connections there are stay, and a login still under way is told to go (draining) once in. */
   stopAccepting(): void {
+    this.draining = true;
     if (this.server.listening) this.server.close();
   }
+  private draining = false;
 
   close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
@@ -165,6 +167,7 @@ export class Listener {
       if (pooled && server) pool.release(server, proxy.config.server_reset_query_always);
       session.log.debug({ tls: negotiated.tls !== null }, 'client logged in');
       client.start(session.pending);
+      if (this.draining) client.drain(); // logged in while the proxy shuts down
     } catch (err) {
       const e = translate(err);
       if (deadline.expired) return; // already told, and closed

@@ -18,18 +18,23 @@ beforeAll(async () => {
   await adminSql(cluster, `CREATE TABLE done (worker int); GRANT ALL ON done TO ${scram.name}`, DB);
 });
 
+/** The CLI with `workers` and `shutdown_timeout` seconds, in `mode`. */
+function startCli(workers: number, mode: 'session' | 'transaction', shutdownTimeout: number): ReturnType<typeof startCliProxy> {
+  return startCliProxy({
+    yaml: () => [`workers: ${workers}`, `pool_mode: ${mode}`, 'metrics_port: off', 'auth_dbname: postgres', `shutdown_timeout: ${shutdownTimeout}`],
+    env: { PG_INGRESS_AUTH_PASSWORD: USERS.auth.password },
+    ready: (out) => listeningCount(out) === workers,
+    timeoutMs: 30_000,
+  });
+}
+
 function exited(child: import('node:child_process').ChildProcess): Promise<number | null> {
   return child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
 describe.each([1, 2])('workers: %i', (workers) => {
   it('SIGTERM lets a transaction in flight commit, then tells its client to go, and exits 0', async () => {
-    const proxy = await startCliProxy({
-      yaml: () => [`workers: ${workers}`, 'pool_mode: transaction', 'metrics_port: off', 'auth_dbname: postgres', 'shutdown_timeout: 20'],
-      env: { PG_INGRESS_AUTH_PASSWORD: USERS.auth.password },
-      ready: (out) => listeningCount(out) === workers,
-      timeoutMs: 30_000,
-    });
+    const proxy = await startCli(workers, 'transaction', 20);
     const c = new pg.Client(pgOptions(proxy.port, DB, scram.name, scram.password));
     const errors: Array<{ code?: string; message: string }> = [];
     c.on('error', (e: Error & { code?: string }) => errors.push({ code: e.code, message: e.message }));
@@ -70,12 +75,7 @@ describe.each([1, 2])('workers: %i', (workers) => {
   }, 60_000);
 
   it('a session-mode client keeps its session until shutdown_timeout, then the process exits 0', async () => {
-    const proxy = await startCliProxy({
-      yaml: () => [`workers: ${workers}`, 'pool_mode: session', 'metrics_port: off', 'auth_dbname: postgres', 'shutdown_timeout: 1'],
-      env: { PG_INGRESS_AUTH_PASSWORD: USERS.auth.password },
-      ready: (out) => listeningCount(out) === workers,
-      timeoutMs: 30_000,
-    });
+    const proxy = await startCli(workers, 'session', 1);
     const c = new pg.Client(pgOptions(proxy.port, DB, scram.name, scram.password));
     c.on('error', () => undefined);
     await c.connect();
