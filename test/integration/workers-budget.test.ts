@@ -10,6 +10,7 @@ import { until } from '../harness/poll.js';
 import { adminSql, USERS } from '../harness/postgres.js';
 import { conninfo, pgOptions, psql, testEnv } from '../harness/proxy.js';
 import { nodeHasReusePort } from '../../src/workers/reuse-port.js';
+import { defaultWorkerCount } from '../../src/workers/cpu-budget.js';
 
 const scram = USERS.scram;
 const md5 = USERS.md5;
@@ -197,6 +198,45 @@ describe.each([2, 4])('workers: %i', (workers) => {
     await expect(waiting).resolves.toMatchObject({ rows: [{ answer: 42 }] });
     // The dead worker's backend went with its socket; the budget never held more than one.
     await until('one backend left', async () => (await backendCount(testEnv().cluster, db('kill'))) === 1);
+  });
+});
+
+describe('the defaults (workers: one per CPU, default_pool_size 20)', () => {
+  let proxy: CliProxy;
+  const open: pg.Client[] = [];
+  const DB = 'bw_defaults';
+
+  beforeAll(async () => {
+    await adminSql(testEnv().cluster, `CREATE DATABASE ${DB}`);
+    // Only what the test needs changed: transaction pooling and where auth_query runs.
+    proxy = await startCliProxy({
+      yaml: () => ['pool_mode: transaction', 'metrics_port: off', 'auth_dbname: postgres'],
+      env: { PG_INGRESS_AUTH_PASSWORD: USERS.auth.password },
+      ready: (out) => listeningCount(out) === defaultWorkerCount(),
+      timeoutMs: 45_000,
+    });
+  }, 90_000);
+
+  afterAll(async () => {
+    await Promise.all(open.map((c) => c.end().catch(() => undefined)));
+    await proxy?.stop();
+  });
+
+  it('30 clients busy at once run on 20 backends, not 20 per worker', async () => {
+    for (let i = 0; i < 30; i++) {
+      const c = new pg.Client(pgOptions(proxy.port, DB, scram.name, scram.password));
+      c.on('error', () => undefined);
+      open.push(c);
+      await c.connect();
+    }
+    const workers = new Set(open.map((c) => (c as unknown as { processID: number }).processID >>> 24));
+    expect(workers.size).toBeGreaterThanOrEqual(Math.min(defaultWorkerCount(), 2)); // the clients are on several workers
+    const sampler = await BackendSampler.start(testEnv().cluster, DB);
+    const queries = await Promise.allSettled(open.map((c) => c.query('SELECT pg_sleep(0.5)')));
+    const peaks = await sampler.stop();
+    expect(queries.filter((q) => q.status === 'rejected')).toEqual([]);
+    expect(peaks.active).toBe(20);
+    expect(peaks.total).toBeLessThanOrEqual(21);
   });
 });
 
