@@ -39,15 +39,13 @@ export interface PoolId {
 
 /**
  * A worker should give up idle servers that match `scope` (`p:` pool key,
- * `d:` database, `u:` user), at most `count`, for asks waiting since `since`
- * (the oldest when first sent). For a pool, `count` is what the worker holds
+ * `d:` database, `u:` user), at most `count`, for asks waiting. For a pool, `count` is what the worker holds
  * beyond its fair share, given up even while its own clients wait, and `idle`
  * what it gives up when none of them waits; for a database or user limit,
  * `count` is the number of asks waiting and is given up only when idle.
  */
 export interface Pressure {
   scope: string;
-  since: number;
   count: number;
   /** For a pool: servers to give up when none of the worker's own clients waits (asks of other workers). */
   idle?: number;
@@ -213,6 +211,7 @@ export class Ledger {
     return this.pools.get(pool)?.total ?? 0;
   }
 
+  /** Admitted clients, all workers together. */
   get clientCount(): number {
     return this.clients;
   }
@@ -273,14 +272,12 @@ export class Ledger {
   /** Puts pressure on the workers whose idle servers could serve a queued ask. */
   private updatePressure(): void {
     const byWorker = new Map<number, Map<string, Pressure>>();
-    const press = (worker: number, scope: string, since: number, count: number, idle?: number): void => {
+    const press = (worker: number, scope: string, count: number, idle?: number): void => {
       const mine = byWorker.get(worker) ?? new Map<string, Pressure>();
       byWorker.set(worker, mine);
       const p = mine.get(scope);
-      if (p) {
-        p.count += count;
-        p.since = Math.min(p.since, since);
-      } else mine.set(scope, idle === undefined ? { scope, since, count } : { scope, since, count, idle });
+      if (p) p.count += count;
+      else mine.set(scope, idle === undefined ? { scope, count } : { scope, count, idle });
     };
     const asksByPool = new Map<PoolRecord, Ask[]>();
     for (const ask of this.queue) {
@@ -298,20 +295,19 @@ export class Ledger {
         const over = this.overShare(pool, asks, reserve);
         for (const [worker, n] of pool.held) {
           const othersAsking = asks.filter((a) => a.worker !== worker).length;
-          if (n > 0 && othersAsking > 0) press(worker, `p:${id.key}`, oldest.since, over.get(worker) ?? 0, othersAsking);
+          if (n > 0 && othersAsking > 0) press(worker, `p:${id.key}`, over.get(worker) ?? 0, othersAsking);
         }
       } else if (blocker !== null) {
         // A sibling pool's idle server makes room (as PgBouncer evicts one); a busy one is not taken from its own waiters.
         const sibling = (p: PoolRecord): boolean => (blocker === 'database' ? p.id.database === id.database : p.id.user === id.user);
         const holders = new Set<number>();
         for (const p of this.pools.values()) if (sibling(p)) for (const [worker, n] of p.held) if (n > 0) holders.add(worker);
-        for (const worker of holders) press(worker, blocker === 'database' ? `d:${id.database}` : `u:${id.user}`, oldest.since, asks.length);
+        for (const worker of holders) press(worker, blocker === 'database' ? `d:${id.database}` : `u:${id.user}`, asks.length);
       }
     }
     for (const worker of new Set([...this.sentPressure.keys(), ...byWorker.keys()])) {
       const list = [...(byWorker.get(worker)?.values() ?? [])];
-      // Compared without `since`, which moves with every grant: a worker hears only of changed counts.
-      const text = JSON.stringify(list.map((p) => [p.scope, p.count, p.idle]));
+      const text = JSON.stringify(list);
       if ((this.sentPressure.get(worker) ?? '[]') === text) continue;
       if (list.length === 0) this.sentPressure.delete(worker);
       else this.sentPressure.set(worker, text);

@@ -178,10 +178,10 @@ describe('Ledger: pressure', () => {
     const { ledger, pressures } = recorded();
     ledger.ask(1, APP_ALICE, terms(), 'demand', 2, 0);
     ledger.ask(2, APP_ALICE, terms(), 'demand', 2, 0);
-    expect(pressures(1)).toEqual([[{ scope: P, since: 0, count: 1, idle: 2 }]]); // 2 slots, 2 workers wanting 2 each: one each
+    expect(pressures(1)).toEqual([[{ scope: P, count: 1, idle: 2 }]]); // 2 slots, 2 workers wanting 2 each: one each
     expect(pressures(2)).toEqual([]);
     ledger.release(1, APP_ALICE.key, 1);
-    expect(pressures(1).at(-1)).toEqual([{ scope: P, since: 0, count: 0, idle: 1 }]); // at its share: only an idle one goes
+    expect(pressures(1).at(-1)).toEqual([{ scope: P, count: 0, idle: 1 }]); // at its share: only an idle one goes
     expect(pressures(2)).toEqual([]); // holds one now, but nobody else asks
     ledger.release(1, APP_ALICE.key, 1);
     expect([pressures(1).at(-1), ledger.queued, pressures(2)]).toEqual([[], 0, []]);
@@ -194,8 +194,8 @@ describe('Ledger: pressure', () => {
     ledger.ask(2, APP_ALICE, t, 'demand', 2, 0); // 1 granted, 1 queued
     ledger.ask(3, APP_ALICE, t, 'demand', 2, 0); // both queued
     // Wanted 3 + 2 + 2 of 4 slots: shares 2, 1, 1.
-    expect(pressures(1).at(-1)).toEqual([{ scope: P, since: 0, count: 1, idle: 3 }]);
-    expect(pressures(2).at(-1)).toEqual([{ scope: P, since: 0, count: 0, idle: 2 }]); // its own ask is not counted
+    expect(pressures(1).at(-1)).toEqual([{ scope: P, count: 1, idle: 3 }]);
+    expect(pressures(2).at(-1)).toEqual([{ scope: P, count: 0, idle: 2 }]); // its own ask is not counted
     expect(pressures(3)).toEqual([]); // holds nothing
   });
 
@@ -203,20 +203,20 @@ describe('Ledger: pressure', () => {
     const { ledger, clock, pressures } = recorded();
     ledger.ask(1, APP_ALICE, terms(), 'demand', 2, 0);
     ledger.ask(2, APP_ALICE, terms(), 'demand', 1, 0);
-    expect(pressures(1)).toEqual([[{ scope: P, since: 0, count: 0, idle: 1 }]]); // shares 1.33 and 0.67: no hand-over per transaction
+    expect(pressures(1)).toEqual([[{ scope: P, count: 0, idle: 1 }]]); // shares 1.33 and 0.67: no hand-over per transaction
     clock.now = FAIRNESS_QUANTUM_MS - 1;
     ledger.tick();
     expect(pressures(1)).toHaveLength(1);
     clock.now = FAIRNESS_QUANTUM_MS;
     ledger.tick();
-    expect(pressures(1).at(-1)).toEqual([{ scope: P, since: 0, count: 1, idle: 1 }]);
+    expect(pressures(1).at(-1)).toEqual([{ scope: P, count: 1, idle: 1 }]);
     ledger.ask(3, APP_ALICE, terms(), 'demand', 1, FAIRNESS_QUANTUM_MS);
-    expect(pressures(1).at(-1)).toEqual([{ scope: P, since: 0, count: 1, idle: 2 }]); // still one over its share, one more asker
+    expect(pressures(1).at(-1)).toEqual([{ scope: P, count: 1, idle: 2 }]); // still one over its share, one more asker
     ledger.tick();
     expect(pressures(1)).toHaveLength(3); // nothing changed: not resent
     expect([pressures(2), pressures(3)]).toEqual([[], []]); // they hold nothing
     ledger.withdraw(3, APP_ALICE.key, 1);
-    expect(pressures(1).at(-1)).toEqual([{ scope: P, since: 0, count: 1, idle: 1 }]);
+    expect(pressures(1).at(-1)).toEqual([{ scope: P, count: 1, idle: 1 }]);
     ledger.withdraw(2, APP_ALICE.key, 1);
     expect(ledger.queued).toBe(0);
     expect(pressures(1).at(-1)).toEqual([]);
@@ -229,7 +229,7 @@ describe('Ledger: pressure', () => {
     ledger.ask(1, APP_BOB, terms(), 'demand', 1, 0);
     ledger.ask(1, APP_ALICE, terms(), 'demand', 2, 0);
     ledger.ask(2, APP_ALICE, terms(), 'demand', 2, 0);
-    const told = [{ scope: P, since: 0, count: 1, idle: 2 }];
+    const told = [{ scope: P, count: 1, idle: 2 }];
     expect(pressures(1)).toEqual([told]);
     ledger.tick();
     ledger.ask(3, APP_BOB, terms(), 'demand', 1, 0); // a change that leaves worker 1's pressure as it is
@@ -247,8 +247,8 @@ describe('Ledger: pressure', () => {
     ledger.ask(2, APP_BOB, t, 'demand', 1, 0);
     ledger.ask(3, OTHER_ALICE, t, 'demand', 1, 0);
     ledger.ask(2, APP_BOB, t, 'demand', 1, 300);
-    expect(pressures(1)).toEqual([[{ scope: 'd:app', since: 300, count: 1 }]]);
-    expect(pressures(2)).toEqual([[{ scope: 'd:app', since: 300, count: 1 }]]); // its alice sibling could be idle
+    expect(pressures(1)).toEqual([[{ scope: 'd:app', count: 1 }]]);
+    expect(pressures(2)).toEqual([[{ scope: 'd:app', count: 1 }]]); // its alice sibling could be idle
     expect(pressures(3)).toEqual([]);
     ledger.release(1, APP_ALICE.key, 1);
     expect([pressures(1).at(-1), pressures(2).at(-1)]).toEqual([[], []]);
@@ -330,8 +330,8 @@ describe('Ledger: effects', () => {
     const P = `p:${APP_ALICE.key}`;
     expect(log).toEqual([
       { op: 'granted', worker: 1, pool: APP_ALICE.key, kind: 'demand', count: 1 },
-      { op: 'pressure', worker: 1, pressures: [{ scope: P, since: 10, count: 0, idle: 1 }] },
-      { op: 'pressure', worker: 1, pressures: [{ scope: P, since: 10, count: 1, idle: 1 }] },
+      { op: 'pressure', worker: 1, pressures: [{ scope: P, count: 0, idle: 1 }] },
+      { op: 'pressure', worker: 1, pressures: [{ scope: P, count: 1, idle: 1 }] },
       { op: 'granted', worker: 2, pool: APP_ALICE.key, kind: 'demand', count: 1 },
       { op: 'pressure', worker: 1, pressures: [] },
     ]);
