@@ -69,7 +69,7 @@ export interface SessionEnv {
   /** Statement renaming for transaction/statement pooling; null to pass statements through. */
   prepared: PreparedStatements | null;
   parameters: ParameterPolicy;
-  /** The largest client message assembled (max_packet_size); CopyData in a COPY streams through unassembled. */
+  /** The largest client message assembled (max_packet_size): only the Parse, Bind, Describe and Close that statement renaming reads; everything else streams through. */
   maxMessage: number;
   /** Connection number (as in the logs) and login time, for SHOW CLIENTS. */
   id: number;
@@ -385,20 +385,29 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private captureSession(server: ServerConnection): void {
     server.sessionChanged = false;
     this.move(ClientState.Capturing);
+    // Paused if this client stopped reading; our own answer is never written to it, so read it now.
+    server.resume();
     const rows: (string | null)[][] = [];
-    server.runInternal(SESSION_SETTINGS, rows).then(
-      () => {
-        if (this.state === ClientState.Ended) return; // its end() gave the server back (closed: it was busy)
+    // Any failure (a cancel or a client's statement_timeout hitting our query, a setting we cannot
+    // carry): the server's session is unknown, so it is closed, never pooled with the client's SET.
+    const failed = (err: unknown): void => {
+      if (this.state === ClientState.Ended) return;
+      this.server = null;
+      this.pool.discard(server);
+      this.fail(translate(err) as PgError);
+    };
+    server.runInternal(SESSION_SETTINGS, rows).then(() => {
+      if (this.state === ClientState.Ended) return; // its end() gave the server back (closed: it was busy)
+      try {
         adoptSessionSettings(this.env.parameters, rows, this.params, server);
-        this.move(ClientState.Active);
-        this.releaseIfDone();
-        this.deliver(null);
-      },
-      (err: unknown) => {
-        if (this.state === ClientState.Ended) return;
-        this.fail(translate(err) as PgError);
-      },
-    );
+      } catch (err) {
+        failed(err);
+        return;
+      }
+      this.move(ClientState.Active);
+      this.releaseIfDone();
+      this.deliver(null);
+    }, failed);
   }
 
   // --- server → client (each entry guarded: a fault ends this client only)

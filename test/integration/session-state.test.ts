@@ -38,6 +38,21 @@ describe('untracked session settings in transaction mode', () => {
     expect(again).toEqual(['77MB', defaultValue, defaultValue, defaultValue, defaultValue, defaultValue]);
   });
 
+  it('when reading the settings fails (the SET itself makes our query time out), the server is closed, never handed on with the SET', async () => {
+    proxy = await startTestProxy({ pool_mode: 'transaction', default_pool_size: 1 });
+    const other = await connect(proxy.port);
+    const timeout = async (): Promise<string> => (await other.query("SELECT current_setting('statement_timeout') AS v")).rows[0].v as string;
+    const defaultValue = await timeout();
+    for (let i = 0; i < 5; i++) {
+      const setter = await connect(proxy.port);
+      // The proxy's pg_settings read after the SET runs under it and usually fails: 1 ms is tight.
+      await setter.query("SET statement_timeout = '1ms'").catch(() => undefined);
+      await setter.end().catch(() => undefined);
+      // Whichever way it went (read in time, or failed and closed), the next client has the default.
+      expect(await timeout()).toBe(defaultValue);
+    }
+  });
+
   it('with the default pool size too: the clients after the setter get its server (LIFO reuse) and never its setting', async () => {
     proxy = await startTestProxy({ pool_mode: 'transaction' }); // default_pool_size 20
     const setter = await connect(proxy.port);
