@@ -23,7 +23,6 @@ const DESCRIBE = 0x44;
 const CLOSE = 0x43;
 const STATEMENT = 0x53; // 'S' in Describe/Close
 
-
 /** A Close of a name we never prepare ('noop' is not hex): the server answers CloseComplete and does nothing. */
 const NOOP_CLOSE = frontend.buildCloseStatement('pgi_noop');
 

@@ -134,7 +134,6 @@ export function dataRow(values: readonly (string | null)[]): Buffer {
   return buf;
 }
 
-/** CommandComplete (C) with its tag, e.g. "SELECT 1" or "SHOW". */
 /**
  * Reads a DataRow body (after type and length) back into text columns, null
  * for SQL NULL: for the proxy's own small queries, never on the relay path.
@@ -158,6 +157,7 @@ export function decodeDataRow(body: Buffer): (string | null)[] {
   return columns;
 }
 
+/** CommandComplete (C) with its tag, e.g. "SELECT 1" or "SHOW". */
 export function commandComplete(tag: string): Buffer {
   const body = Buffer.from(`${tag}\0`, 'utf8');
   const buf = message('C', body.length);
