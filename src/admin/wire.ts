@@ -3,7 +3,7 @@
 import * as backend from '../protocol/backend.js';
 
 /** Column type OIDs as PgBouncer declares them; values always go as text. */
-export const ColumnType = { Text: 25, Int8: 20, Timestamp: 1114 } as const;
+export const ColumnType = { Text: 25, Int8: 20, Timestamp: 1114, Bytea: 17 } as const;
 export type ColumnType = (typeof ColumnType)[keyof typeof ColumnType];
 
 export interface Column {
@@ -13,7 +13,7 @@ export interface Column {
 
 export type Cell = string | number | null;
 
-const TYPE_LENGTH: Record<ColumnType, number> = { [ColumnType.Text]: -1, [ColumnType.Int8]: 8, [ColumnType.Timestamp]: 8 };
+const TYPE_LENGTH: Record<ColumnType, number> = { [ColumnType.Text]: -1, [ColumnType.Int8]: 8, [ColumnType.Timestamp]: 8, [ColumnType.Bytea]: -1 };
 
 /** A whole result set: description, rows, and CommandComplete "SHOW" (PgBouncer's tag). */
 export function resultSet(columns: readonly Column[], rows: readonly (readonly Cell[])[]): Buffer {

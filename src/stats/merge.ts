@@ -1,9 +1,11 @@
 // Adds up the snapshots of several workers into what one PgBouncer would show:
-// pools and databases summed by name, counters summed, maxwait the largest,
-// client and server lists concatenated (each row keeps its worker).
+// pools, databases and users summed by name, counters summed, maxwait the
+// largest, SHOW MEM's rows summed by name (the instance's memory), client,
+// server and listener lists concatenated (each row keeps its worker).
 import { addCounters, zeroCounters, type CounterValues } from './counters.js';
 import { addProcessCounters, zeroProcessCounters, type ProcessCounterValues } from './process-counters.js';
-import type { ConnectionRow, DatabaseRow, PoolRow, WorkerSnapshot } from './snapshot.js';
+import type { MemoryRow } from './memory.js';
+import type { ConnectionRow, DatabaseRow, ListenerRow, PoolRow, UserRow, WorkerSnapshot } from './snapshot.js';
 
 /** SHOW STATS for one database: totals since start and the last stats period's increase. */
 export interface DatabaseStats {
@@ -20,6 +22,9 @@ export interface ClusterStats {
   stats: DatabaseStats[];
   clients: ConnectionRow[];
   servers: ConnectionRow[];
+  users: UserRow[];
+  listeners: ListenerRow[];
+  memory: MemoryRow[];
   lists: { databases: number; users: number; pools: number; used_clients: number; login_clients: number; used_servers: number };
   /** The configured limits: one budget for all workers, so the same in every snapshot. */
   limits: { max_client_conn: number; max_user_connections: number };
@@ -27,7 +32,7 @@ export interface ClusterStats {
   process: ProcessCounterValues;
 }
 
-const POOL_SUMS = ['cl_active', 'cl_waiting', 'sv_active', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login'] as const satisfies readonly (keyof PoolRow)[];
+const POOL_SUMS = ['cl_active', 'cl_waiting', 'cl_active_cancel_req', 'cl_waiting_cancel_req', 'sv_active', 'sv_active_cancel', 'sv_being_canceled', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login'] as const satisfies readonly (keyof PoolRow)[];
 
 export function mergeSnapshots(snapshots: readonly WorkerSnapshot[]): ClusterStats {
   const pools = new Map<string, PoolRow>();
@@ -35,6 +40,9 @@ export function mergeSnapshots(snapshots: readonly WorkerSnapshot[]): ClusterSta
   const stats = new Map<string, DatabaseStats>();
   const clients: ConnectionRow[] = [];
   const servers: ConnectionRow[] = [];
+  const users = new Map<string, UserRow>();
+  const listeners: ListenerRow[] = [];
+  const memory = new Map<string, MemoryRow>();
   let connections = 0;
   const processTotals = zeroProcessCounters();
   const limits = { max_client_conn: snapshots[0]?.limits.max_client_conn ?? 0, max_user_connections: snapshots[0]?.limits.max_user_connections ?? 0 };
@@ -43,6 +51,24 @@ export function mergeSnapshots(snapshots: readonly WorkerSnapshot[]): ClusterSta
     if (snap.process) addProcessCounters(processTotals, snap.process);
     clients.push(...snap.clients);
     servers.push(...snap.servers);
+    listeners.push(...(snap.listeners ?? []));
+    for (const u of snap.users ?? []) {
+      const into = users.get(u.name);
+      if (!into) users.set(u.name, { ...u });
+      else {
+        into.current_connections += u.current_connections;
+        into.current_client_connections += u.current_client_connections;
+      }
+    }
+    for (const m of snap.memory ?? []) {
+      const into = memory.get(m.name);
+      if (!into) memory.set(m.name, { ...m });
+      else {
+        into.used += m.used;
+        into.free += m.free;
+        if (into.memtotal !== null && m.memtotal !== null) into.memtotal += m.memtotal;
+      }
+    }
     for (const p of snap.pools) {
       const key = `${p.database}\0${p.user}`;
       const into = pools.get(key);
@@ -62,7 +88,10 @@ export function mergeSnapshots(snapshots: readonly WorkerSnapshot[]): ClusterSta
     for (const d of snap.databases) {
       const into = databases.get(d.name);
       if (!into) databases.set(d.name, { ...d });
-      else into.current_connections += d.current_connections;
+      else {
+        into.current_connections += d.current_connections;
+        into.current_client_connections = (into.current_client_connections ?? 0) + (d.current_client_connections ?? 0);
+      }
     }
   }
   const byName = <T>(key: (t: T) => string) => (a: T, b: T): number => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
@@ -75,9 +104,12 @@ export function mergeSnapshots(snapshots: readonly WorkerSnapshot[]): ClusterSta
     stats: [...stats.values()].sort(byName((s) => s.database)),
     clients,
     servers,
+    users: [...users.values()].sort(byName((u) => u.name)),
+    listeners,
+    memory: [...memory.values()],
     lists: {
       databases: databases.size,
-      users: new Set(poolRows.map((p) => p.user)).size,
+      users: users.size,
       pools: pools.size,
       used_clients: connections,
       login_clients: Math.max(0, connections - loggedIn),

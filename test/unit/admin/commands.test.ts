@@ -16,9 +16,9 @@ describe('runCommand', () => {
   });
 
   it('answers an unknown command with 42601 and PgBouncer’s message', async () => {
-    const out = await runCommand('SHOW FDS', ctx(true));
+    const out = await runCommand('SHOW NONSENSE', ctx(true));
     expect(sqlstate(out)).toBe('42601');
-    expect(out.toString('utf8')).toContain("invalid command 'SHOW FDS', use SHOW HELP;");
+    expect(out.toString('utf8')).toContain("invalid command 'SHOW NONSENSE', use SHOW HELP;");
     expect(sqlstate(await runCommand('DROP TABLE x', ctx(true)))).toBe('42601');
   });
 
