@@ -16,7 +16,8 @@ import { MetricsServer, type MetricsEndpoint } from './metrics/server.js';
 import { CancelRegistry } from './pool/cancel.js';
 import { PoolManager } from './pool/manager.js';
 import { LocalCollector, WorkerCollector } from './stats/collector.js';
-import { STATS_PERIOD_MS } from './stats/counters.js';
+import { startStatsLog } from './stats/log-stats.js';
+import { everyStatsPeriod } from './stats/period.js';
 import { takeSnapshot, type WorkerSnapshot } from './stats/snapshot.js';
 import { TlsContextProvider } from './tls/context.js';
 import { currentWorkerId, isCancelMessage, isMessage } from './workers/messages.js';
@@ -92,10 +93,12 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     context.authThrottle.sweepExpired();
   }, JANITOR_INTERVAL_MS);
   janitor.unref();
-  const statsPeriod = setInterval(() => {
+  // stats_period read from context.config each period: a reload applies from the next one.
+  const stopStatsPeriod = everyStatsPeriod(() => context.config.stats_period, () => {
     for (const pool of context.pools.all()) pool.stats.rollPeriod();
-  }, STATS_PERIOD_MS);
-  statsPeriod.unref();
+  });
+  // With workers the primary writes the one log_stats line for all of them.
+  const stopStatsLog = cluster.isWorker ? null : startStatsLog(context.stats, () => context.config, log);
   const clientListener = (listener = new Listener(context));
   const reusePort = listenWithReusePort(config.listen_reuse_port, cluster.isWorker, config.listen_port);
   const port = await clientListener.listen(config.listen_addr, config.listen_port, reusePort);
@@ -122,7 +125,8 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     async close() {
       closing = true; // /readyz answers 503 from now on
       clearInterval(janitor);
-      clearInterval(statsPeriod);
+      stopStatsPeriod();
+      stopStatsLog?.();
       process.off('message', onMessage);
       if (context.stats instanceof WorkerCollector) context.stats.close();
       await clientListener.close();

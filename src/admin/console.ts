@@ -10,12 +10,13 @@ import { randomInt } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { authenticate, checkStartup, type Startup } from '../client/login.js';
 import { route } from '../client/router.js';
+import { logLogin, logPoolerError, tlsDescription } from '../log/connection-events.js';
 import type { ConnLogger } from '../log/logger.js';
 import * as backend from '../protocol/backend.js';
 import { ConnectionClosedError, type FrameQueue } from '../protocol/frame-queue.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
+import { decodeErrorFields } from '../pool/server-login.js';
 import type { ProxyContext } from '../context.js';
-import { STATS_PERIOD_MS } from '../stats/counters.js';
 import { VERSION } from '../stats/version.js';
 import { runCommand, type CommandContext } from './commands.js';
 
@@ -38,8 +39,8 @@ export interface ConsoleHooks {
   onLoggedIn(): Promise<void>;
 }
 
-/** Logs a console user in and serves it until it leaves; throws the PgError to send if the login fails. */
-export async function serveAdminConsole(proxy: ProxyContext, startup: Startup, baseLog: ConnLogger, hooks: ConsoleHooks): Promise<void> {
+/** Logs a console user in and serves it until it leaves, then says why it ended (log_disconnections); throws the PgError to send if the login fails. */
+export async function serveAdminConsole(proxy: ProxyContext, startup: Startup, baseLog: ConnLogger, hooks: ConsoleHooks): Promise<string> {
   const { config } = proxy;
   const { user, log } = checkStartup(proxy, startup, baseLog);
   // There is no server behind the console: users are looked up where auth_dbname points (PgBouncer needs it too).
@@ -63,9 +64,10 @@ export async function serveAdminConsole(proxy: ProxyContext, startup: Startup, b
   const socket = startup.socket;
   socket.write(welcome(startup.params.get('application_name') ?? ''));
   log.debug({ admin: isAdmin }, 'admin console login');
+  logLogin(proxy.config, log, { db: ADMIN_DATABASE, user, tls: tlsDescription(startup.tls) });
   proxy.adminConsoles++;
   try {
-    await serve(socket, frames, { config, isAdmin, stats: () => proxy.stats.collect(), statsPeriodSeconds: STATS_PERIOD_MS / 1000 }, log);
+    return await serve(socket, frames, { config, isAdmin, stats: () => proxy.stats.collect(), statsPeriodSeconds: config.stats_period }, (err) => logPoolerError(proxy.config, log, err), log);
   } finally {
     proxy.adminConsoles--;
   }
@@ -90,23 +92,32 @@ function welcome(applicationName: string): Buffer {
   ]);
 }
 
-async function serve(socket: Duplex, frames: FrameQueue, ctx: CommandContext, log: ConnLogger): Promise<void> {
+/** The errors the console sends, for log_pooler_errors. */
+type ToldError = (err: { code: string; message: string }) => void;
+
+/** @returns why the console connection ended, in PgBouncer's words */
+async function serve(socket: Duplex, frames: FrameQueue, ctx: CommandContext, told: ToldError, log: ConnLogger): Promise<string> {
   let skippingToSync = false;
+  let reason = 'client close request';
   for (;;) {
     let frame;
     try {
       frame = await frames.next();
     } catch (err) {
-      if (!(err instanceof ConnectionClosedError) && socket.writable) socket.end(fatal(SqlState.protocolViolation, (err as Error).message).toBuffer());
+      reason = err instanceof ConnectionClosedError ? 'client unexpected eof' : (err as Error).message;
+      if (!(err instanceof ConnectionClosedError) && socket.writable) socket.end(tell(fatal(SqlState.protocolViolation, (err as Error).message), told));
       break;
     }
     if (frame.type === TERMINATE) break;
     if (frame.type === QUERY) {
       skippingToSync = false;
-      socket.write(Buffer.concat([await answer(frame.body, ctx, log), backend.readyForQuery('I')]));
+      const out = await answer(frame.body, ctx, log);
+      const last = out.at(-1);
+      if (last?.[0] === 0x45) told(errorOf(last)); // 'E': the statement that failed
+      socket.write(Buffer.concat([...out, backend.readyForQuery('I')]));
     } else if (EXTENDED.has(frame.type) || frame.type === FUNCTION_CALL) {
       if (!skippingToSync) {
-        socket.write(new PgError({ severity: 'ERROR', code: SqlState.featureNotSupported, message: 'the admin console supports only the simple query protocol', hint: 'send the command as a simple Query (psql does; in node-postgres, call query() without parameters)' }).toBuffer());
+        socket.write(tell(new PgError({ severity: 'ERROR', code: SqlState.featureNotSupported, message: 'the admin console supports only the simple query protocol', hint: 'send the command as a simple Query (psql does; in node-postgres, call query() without parameters)' }), told));
       }
       // FunctionCall stands alone; the extended protocol waits for its Sync.
       if (frame.type === FUNCTION_CALL) socket.write(backend.readyForQuery('I'));
@@ -115,16 +126,30 @@ async function serve(socket: Duplex, frames: FrameQueue, ctx: CommandContext, lo
       skippingToSync = false;
       socket.write(backend.readyForQuery('I'));
     } else {
-      socket.end(fatal(SqlState.protocolViolation, `unexpected message type 0x${frame.type.toString(16)} on the admin console`).toBuffer());
+      const err = fatal(SqlState.protocolViolation, `unexpected message type 0x${frame.type.toString(16)} on the admin console`);
+      reason = err.message;
+      socket.end(tell(err, told));
       break;
     }
   }
   frames.detach();
   socket.end();
+  return reason;
 }
 
-/** Runs each statement of a simple Query; the first error ends the string, as in Postgres. */
-async function answer(body: Buffer, ctx: CommandContext, log: ConnLogger): Promise<Buffer> {
+function tell(err: PgError, told: ToldError): Buffer {
+  told(err);
+  return err.toBuffer();
+}
+
+/** The code and message of an ErrorResponse a command answered with. */
+function errorOf(response: Buffer): { code: string; message: string } {
+  const fields = decodeErrorFields(response.subarray(5, 1 + response.readInt32BE(1)));
+  return { code: fields.get('C') ?? '', message: fields.get('M') ?? '' };
+}
+
+/** Runs each statement of a simple Query; the first error ends the string, as in Postgres. One answer per statement run. */
+async function answer(body: Buffer, ctx: CommandContext, log: ConnLogger): Promise<Buffer[]> {
   const end = body.indexOf(0);
   const sql = body.toString('utf8', 0, end < 0 ? body.length : end);
   const statements = sql.split(';').filter((s, i, all) => s.trim() !== '' || (all.length === 1 && i === 0));
@@ -140,5 +165,5 @@ async function answer(body: Buffer, ctx: CommandContext, log: ConnLogger): Promi
     parts.push(out);
     if (out[0] === 0x45) break; // 'E'
   }
-  return Buffer.concat(parts);
+  return parts;
 }

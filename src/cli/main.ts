@@ -3,7 +3,7 @@
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/index.js';
-import { createLogger } from '../log/logger.js';
+import { createLogger, logFormat } from '../log/logger.js';
 import { initSql } from './init-sql.js';
 import { runPrimary } from '../workers/primary.js';
 import { workerExecArgv } from '../workers/node-flags.js';
@@ -59,9 +59,9 @@ export async function main(argv: string[]): Promise<number> {
   const workers = config.workers === 0 ? defaultWorkerCount() : config.workers;
   if (workers > 1 && cluster.isPrimary) {
     cluster.setupPrimary({ execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS) });
-    return runPrimary(Math.min(workers, MAX_WORKER_ID), createLogger(config.log_level));
+    return runPrimary(Math.min(workers, MAX_WORKER_ID), createLogger(config.log_level, undefined, logFormat(config.log_format)));
   }
-  const log = createLogger(config.log_level).child(cluster.isWorker ? { worker: currentWorkerId() } : {});
+  const log = createLogger(config.log_level, undefined, logFormat(config.log_format)).child(cluster.isWorker ? { worker: currentWorkerId() } : {});
   installSafetyNet(log);
   if (config.auth_password === null) log.warn({ auth_user: config.auth_user }, 'no auth_password configured: auth_query will only work if the server trusts auth_user');
   // Loaded here, not at the top: a primary never runs the proxy and stays small without it.

@@ -2,6 +2,7 @@
 // session. Every failure ends in a Postgres ErrorResponse or a clean close.
 import net from 'node:net';
 import { isAdminLogin, serveAdminConsole } from '../admin/console.js';
+import { logDisconnection, logLogin, logLoginFailed, logPoolerError, tlsDescription } from '../log/connection-events.js';
 import { lazyChild, type ConnLogger } from '../log/logger.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import type { ProxyContext } from '../context.js';
@@ -59,12 +60,13 @@ export class Listener {
 
   private accept(socket: net.Socket): void {
     const conn = nextConn++;
+    const connectedAt = Date.now();
     const { config } = this.proxy;
-    const log = lazyChild(this.proxy.log, { conn, client_addr: socket.remoteAddress });
+    const log = lazyChild(this.proxy.log, { conn, client_addr: socket.remoteAddress, client_port: socket.remotePort });
     socket.on('error', (err) => log.debug({ err: err.message }, 'client socket error'));
-    if (this.loggedIn >= config.max_client_conn) return refuse(socket, 'no more connections allowed (max_client_conn)');
+    if (this.loggedIn >= config.max_client_conn) return refuse(socket, 'no more connections allowed (max_client_conn)', log, config);
     // Strangers have their own, smaller budget: slow or half-open logins never take a logged-in client's slot.
-    if (this.pendingLogins >= pendingLoginCap(config)) return refuse(socket, 'too many connections are logging in (max_pending_logins)');
+    if (this.pendingLogins >= pendingLoginCap(config)) return refuse(socket, 'too many connections are logging in (max_pending_logins)', log, config);
     if (config.tcp_keepalive) socket.setKeepAlive(true, config.tcp_keepidle * 1000);
     this.sockets.add(socket);
     this.pendingLogins++;
@@ -81,10 +83,13 @@ export class Listener {
       this.sockets.delete(socket);
       leaveLogin('gone');
     });
-    const deadline = new LoginDeadline(config.client_login_timeout * 1000, () => log.info('client_login_timeout: login not completed in time'));
+    const deadline = new LoginDeadline(config.client_login_timeout * 1000, () => {
+      logPoolerError(this.proxy.config, log, { code: SqlState.protocolViolation, message: 'client_login_timeout: login not completed in time' });
+      logDisconnection(this.proxy.config, log, 'client_login_timeout', connectedAt);
+    });
     deadline.track(socket);
     deadline.speaks(socket);
-    this.serve(socket, log, conn, deadline, async (terms) => {
+    this.serve(socket, log, conn, connectedAt, deadline, async (terms) => {
       // This process alone already has max_client_conn: no need to ask the budget.
       if (this.loggedIn >= config.max_client_conn) return clientRefusal('max_client_conn');
       const refusal = await this.proxy.budget.admitClient(terms);
@@ -103,9 +108,11 @@ export class Listener {
   }
 
   /** @param admit takes a logged-in client slot (max_client_conn and the per-database and per-user limits); the refusal to send when none is left */
-  private async serve(socket: net.Socket, log: ConnLogger, conn: number, deadline: LoginDeadline, admit: Admit): Promise<void> {
+  private async serve(socket: net.Socket, log: ConnLogger, conn: number, connectedAt: number, deadline: LoginDeadline, admit: Admit): Promise<void> {
     const proxy = this.proxy;
     let stream: import('node:stream').Duplex = socket;
+    /** Who is logging in, once the StartupMessage said (log_connections). */
+    let who: { db: string; user: string } | null = null;
     try {
       const negotiated = await negotiate(socket, {
         sslmode: proxy.config.client_tls_sslmode,
@@ -122,10 +129,13 @@ export class Listener {
       }
       stream = negotiated.socket;
       deadline.speaks(stream);
+      const user = negotiated.params.get('user') ?? '';
+      who = { db: negotiated.params.get('database') || user, user };
       if (isAdminLogin(negotiated)) {
         // Console users are held to max_client_conn only, as in PgBouncer.
         const terms = clientTerms(proxy.config, 'pgbouncer', negotiated.params.get('user') ?? '', true);
-        await serveAdminConsole(proxy, negotiated, log, { onLoggedIn: () => loggedInOrThrow(deadline, admit, terms) });
+        const reason = await serveAdminConsole(proxy, negotiated, log, { onLoggedIn: () => loggedInOrThrow(deadline, admit, terms) });
+        logDisconnection(proxy.config, lazyChild(log, who), reason, connectedAt);
         return;
       }
       const session = await login(proxy, negotiated, log);
@@ -153,10 +163,12 @@ export class Listener {
           idleTransactionTimeoutMs: proxy.config.idle_transaction_timeout * 1000,
           clientIdleTimeoutMs: proxy.config.client_idle_timeout * 1000,
         },
-        onEnd: () => {
+        onEnd: (reason, told) => {
           proxy.cancels.unregister(keys.processId);
           proxy.clients.delete(client);
           pool.clientLeft();
+          if (told) logPoolerError(proxy.config, session.log, told);
+          logDisconnection(proxy.config, session.log, reason, connectedAt);
         },
       });
       pool.clientJoined();
@@ -165,26 +177,31 @@ export class Listener {
       welcome(stream, session.reported, keys);
       // Transaction and statement pooling: the login's server (if it needed one) goes back until the first query.
       if (pooled && server) pool.release(server, proxy.config.server_reset_query_always);
-      session.log.debug({ tls: negotiated.tls !== null }, 'client logged in');
+      logLogin(proxy.config, session.log, { db: pool.database, user: pool.address.user, tls: tlsDescription(negotiated.tls) });
       client.start(session.pending);
       if (this.draining) client.drain(); // logged in while the proxy shuts down
     } catch (err) {
       const e = translate(err);
       if (deadline.expired) return; // already told, and closed
+      const whoLog = who ? lazyChild(log, who) : log;
       if (e instanceof PgError) {
-        log.info({ code: e.code, err: e.message }, 'client login refused');
+        if (who) logLoginFailed(proxy.config, whoLog, who);
+        logPoolerError(proxy.config, whoLog, e);
         if (stream.writable) stream.end(e.toBuffer());
         setTimeout(() => stream.destroy(), 1000).unref();
       } else {
         if (!(e instanceof SilentClose)) log.warn({ err: e.message }, 'client connection failed');
         stream.destroy();
       }
+      logDisconnection(proxy.config, whoLog, e.message, connectedAt);
     }
   }
 }
 
 /** Refused before reading anything: a plaintext ErrorResponse, as PgBouncer does for max_client_conn. */
-function refuse(socket: net.Socket, message: string): void {
+function refuse(socket: net.Socket, message: string, log: ConnLogger, config: Config): void {
+  logPoolerError(config, log, { code: SqlState.tooManyConnections, message });
+  logDisconnection(config, log, message, Date.now());
   socket.end(fatal(SqlState.tooManyConnections, message).toBuffer());
   socket.resume(); // read to EOF so that the close completes
   setTimeout(() => socket.destroy(), 1000).unref();

@@ -74,7 +74,8 @@ export interface SessionEnv {
   /** Connection number (as in the logs) and login time, for SHOW CLIENTS. */
   id: number;
   connectedAt: number;
-  onEnd: () => void;
+  /** @param reason why it ended, in PgBouncer's words (log_disconnections) @param told the error pg-ingress sent it, if any (log_pooler_errors) */
+  onEnd: (reason: string, told: PgError | null) => void;
 }
 
 export class ClientSession implements FrameSink, ServerOwner, Cancellable {
@@ -95,7 +96,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private waitStart = 0;
   private readonly onData = (chunk: Buffer): void => this.deliver(chunk);
   private readonly onClientDrain = (): void => this.server?.resume();
-  private readonly onGone = (): void => this.end(null);
+  private readonly onGone = (): void => this.end(null, 'client unexpected eof');
 
   constructor(
     private readonly socket: Duplex,
@@ -292,7 +293,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
 
   private terminate(): typeof HOLD {
     this.batch.flush();
-    this.end(null);
+    this.end(null, 'client close request');
     return HOLD;
   }
 
@@ -512,10 +513,10 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
   private fail(err: PgError | null): void {
     if (this.state === ClientState.Ended) return;
     if (err && this.socket.writable) this.socket.write(err.toBuffer());
-    this.end(err);
+    this.end(err, err?.message ?? 'server closed the connection');
   }
 
-  private end(err: Error | null): void {
+  private end(err: PgError | null, reason: string): void {
     if (this.state === ClientState.Ended) return;
     this.move(ClientState.Ended);
     this.socket.off('data', this.onData);
@@ -532,7 +533,7 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     }
     if (err) this.env.log.debug({ err: err.message }, 'client session ended with an error');
     this.socket.end();
-    this.env.onEnd();
+    this.env.onEnd(reason, err);
   }
 }
 

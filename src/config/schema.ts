@@ -91,6 +91,12 @@ export interface Config {
   admin_users: string[];
   stats_users: string[];
   log_level: LogLevel;
+  log_format: 'text' | 'json' | 'auto'; // auto: text when stdout is a terminal, else JSON
+  log_connections: boolean;
+  log_disconnections: boolean;
+  log_pooler_errors: boolean;
+  log_stats: boolean;
+  stats_period: number; // seconds
   databases: Readonly<Record<string, DatabaseEntry>>;
   users: Readonly<Record<string, UserEntry>>;
 }
@@ -361,6 +367,12 @@ export const configSchema = z
     admin_users: list().default([]),
     stats_users: list().default([]),
     log_level: oneOf(LOG_LEVELS).default('info'),
+    log_format: oneOf(['text', 'json', 'auto'] as const).default('auto'),
+    log_connections: bool().default(true),
+    log_disconnections: bool().default(true),
+    log_pooler_errors: bool().default(true),
+    log_stats: bool().default(true),
+    stats_period: int(1).default(60),
     databases: z.record(z.string(), databaseEntrySchema).default({}),
     users: z.record(z.string(), userEntrySchema).default({}),
   })

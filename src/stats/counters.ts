@@ -4,9 +4,6 @@
 // Times accumulate in milliseconds from performance.now() and are reported in
 // microseconds, PgBouncer's unit.
 
-/** The period the avg_ columns of SHOW STATS cover (PgBouncer's default stats_period). */
-export const STATS_PERIOD_MS = 60_000;
-
 /** Counter values as reported (times in microseconds); JSON-safe for IPC. */
 export interface CounterValues {
   xact_count: number;
@@ -64,7 +61,7 @@ export class PoolCounters {
     };
   }
 
-  /** Closes a stats period (PgBouncer's stats_period): the averages are computed from it. */
+  /** Closes a stats period (stats_period, src/stats/period.ts): the averages are computed from it. */
   rollPeriod(): void {
     const now = this.values();
     const delta = zeroCounters();

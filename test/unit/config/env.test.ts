@@ -69,6 +69,12 @@ const valid: Record<string, [string, unknown]> = {
   admin_users: ['ops, root', ['ops', 'root']],
   stats_users: ['monitor', ['monitor']],
   log_level: ['debug', 'debug'],
+  log_format: ['text', 'text'],
+  log_connections: ['0', false],
+  log_disconnections: ['off', false],
+  log_pooler_errors: ['no', false],
+  log_stats: ['false', false],
+  stats_period: ['15', 15],
 };
 
 // The cert and key must be set together.

@@ -73,6 +73,12 @@ describe('defaults', () => {
       admin_users: [],
       stats_users: [],
       log_level: 'info',
+      log_format: 'auto',
+      log_connections: true,
+      log_disconnections: true,
+      log_pooler_errors: true,
+      log_stats: true,
+      stats_period: 60,
       databases: {},
       users: {},
     };
@@ -159,6 +165,12 @@ describe('type errors name the file and the key', () => {
     admin_users: [3, 'expected a list of strings or a comma-separated string, got 3'],
     stats_users: [{}, 'expected a list of strings or a comma-separated string, got {}'],
     log_level: ['verbose', 'expected one of trace, debug, info, warn, error, fatal, silent, got "verbose"'],
+    log_format: ['xml', 'expected one of text, json, auto, got "xml"'],
+    log_connections: ['maybe', 'expected a boolean (true/false, yes/no, on/off, 1/0), got "maybe"'],
+    log_disconnections: [2, 'expected a boolean (true/false, yes/no, on/off, 1/0), got 2'],
+    log_pooler_errors: ['', 'expected a boolean (true/false, yes/no, on/off, 1/0), got ""'],
+    log_stats: [[], 'expected a boolean (true/false, yes/no, on/off, 1/0), got []'],
+    stats_period: [0, 'expected an integer >= 1, got 0'],
   };
 
   test('the table covers every scalar key', () => {
