@@ -72,7 +72,7 @@ describe('two workers', () => {
       expect(Number(row[6]) + Number(row[9])).toBeGreaterThanOrEqual(2); // sv_active + sv_idle: each worker has its own server
     }
     const r = await psql(conninfo(port, 'pgbouncer', scram.name), 'SHOW CLIENTS', { PGPASSWORD: scram.password });
-    const ptrs = r.stdout.split('\n').filter((l) => l.startsWith('C|')).map((l) => l.split('|')[13]!);
+    const ptrs = r.stdout.split('\n').filter((l) => l.startsWith('C|')).map((l) => l.split('|')[14]!); // ptr, after PgBouncer 1.25's replication column
     expect(ptrs).toHaveLength(clients.length);
     expect(new Set(ptrs.map((p) => p.split('-')[1])).size).toBe(2); // rows from both workers
     expect(new Set(ptrs).size).toBe(ptrs.length);
@@ -95,5 +95,44 @@ describe('two workers', () => {
   it('the primary answers /healthz and /readyz', async () => {
     expect((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status).toBe(200);
     expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBe(200);
+  });
+});
+
+describe('two workers: SHOW USERS, TOTALS, MEM and FDS', () => {
+  const show = async (what: string): Promise<{ rows: string[][]; stderr: string }> => {
+    const r = await psql(conninfo(port, 'pgbouncer', scram.name), `SHOW ${what}`, { PGPASSWORD: scram.password });
+    expect(r.code).toBe(0);
+    return { rows: r.stdout.split('\n').map((l) => l.split('|')), stderr: r.stderr };
+  };
+
+  it('USERS and TOTALS add up both workers', async () => {
+    const user = (await show('USERS')).rows.find((r) => r[0] === scram.name)!;
+    expect(Number(user[7])).toBe(clients.length); // current_client_connections
+    const totals = (await show('TOTALS')).rows;
+    expect(Number(totals.find((r) => r[0] === 'total_query_count')![1])).toBe(clients.length); // one SELECT 1 each
+  });
+
+  it('MEM sums the workers: clients of both, and the RSS of both worker processes', async () => {
+    const mem = (await show('MEM')).rows;
+    expect(Number(mem.find((r) => r[0] === 'client_cache')![2])).toBe(clients.length);
+    const workerRss = readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name))
+      .filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(proxy!.child.pid);
+        } catch {
+          return false;
+        }
+      })
+      .reduce((sum, pid) => sum + Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024, 0);
+    const rss = Number(mem.find((r) => r[0] === 'process_rss')![2]);
+    expect(rss / workerRss).toBeGreaterThan(0.7);
+    expect(rss / workerRss).toBeLessThan(1.4);
+  });
+
+  it('FDS lists the client sockets of both workers and says fds are per process', async () => {
+    const fds = await show('FDS');
+    expect(fds.rows.filter((r) => r[1] === 'client')).toHaveLength(clients.length);
+    expect(fds.stderr).toContain('per worker process');
   });
 });
