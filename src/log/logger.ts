@@ -79,47 +79,59 @@ function printable(v: unknown): string {
 /** The logging calls connection code makes. */
 export type ConnLogger = Pick<Logger, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'isLevelEnabled'> & { child(bindings: Record<string, unknown>): ConnLogger };
 
+type LevelName = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+
 /**
- * A per-connection child logger that is made on the first log call: most
- * connections never log after login, and a pino child with its bindings costs
- * about a kilobyte per idle client. Methods live on the prototype: no closure per connection.
+ * A per-connection logger that keeps only its bindings: a pino child costs
+ * about a kilobyte per client, and making one per line (every login and
+ * disconnection writes one with log_connections) costs more than the line.
+ * Each line goes to the nearest real logger with the bindings merged in, as a
+ * child would write them. Methods live on the prototype: no closure per connection.
  */
 class LazyChild {
-  private real: Logger | ConnLogger | null = null;
+  /** The nearest real logger, and every binding from there down. */
+  private readonly real: Logger | ConnLogger;
+  private readonly bindings: Record<string, unknown>;
 
-  constructor(
-    private readonly parent: Logger | ConnLogger,
-    private readonly bindings: Record<string, unknown>,
-  ) {}
-
-  private get log(): Logger | ConnLogger {
-    if (this.real === null) {
-      const parent = this.parent instanceof LazyChild ? this.parent.log : this.parent;
-      this.real = parent.child(this.bindings);
+  constructor(parent: Logger | ConnLogger, bindings: Record<string, unknown>) {
+    if (parent instanceof LazyChild) {
+      this.real = parent.real;
+      this.bindings = { ...parent.bindings, ...bindings };
+    } else {
+      this.real = parent;
+      this.bindings = bindings;
     }
-    return this.real;
+  }
+
+  private write(level: LevelName, args: unknown[]): void {
+    if (!this.real.isLevelEnabled(level)) return;
+    const [first, ...rest] = args;
+    const log = this.real[level] as (obj: object, msg?: unknown, ...more: unknown[]) => void;
+    if (first instanceof Error) log.call(this.real, { ...this.bindings, err: first }, rest.length > 0 ? rest[0] : first.message, ...rest.slice(1));
+    else if (typeof first === 'object' && first !== null) log.call(this.real, { ...this.bindings, ...first }, ...rest);
+    else log.call(this.real, this.bindings, first, ...rest);
   }
 
   trace(...args: Parameters<Logger['trace']>): void {
-    if (this.parent.isLevelEnabled('trace')) this.log.trace(...args);
+    this.write('trace', args);
   }
   debug(...args: Parameters<Logger['debug']>): void {
-    if (this.parent.isLevelEnabled('debug')) this.log.debug(...args);
+    this.write('debug', args);
   }
   info(...args: Parameters<Logger['info']>): void {
-    if (this.parent.isLevelEnabled('info')) this.log.info(...args);
+    this.write('info', args);
   }
   warn(...args: Parameters<Logger['warn']>): void {
-    if (this.parent.isLevelEnabled('warn')) this.log.warn(...args);
+    this.write('warn', args);
   }
   error(...args: Parameters<Logger['error']>): void {
-    if (this.parent.isLevelEnabled('error')) this.log.error(...args);
+    this.write('error', args);
   }
   fatal(...args: Parameters<Logger['fatal']>): void {
-    if (this.parent.isLevelEnabled('fatal')) this.log.fatal(...args);
+    this.write('fatal', args);
   }
   isLevelEnabled(level: string): boolean {
-    return this.parent.isLevelEnabled(level);
+    return this.real.isLevelEnabled(level);
   }
   child(bindings: Record<string, unknown>): ConnLogger {
     return new LazyChild(this, bindings) as unknown as ConnLogger;

@@ -2,7 +2,7 @@
 // never print a secret, text lines name the connection, and the level can
 // change at run time for the children that already exist.
 import { Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { connectionPrefix, createLogger, lazyChild, logFormat, setLogLevel, type LogFormat } from '../../../src/log/logger.js';
 
 /** A logger writing into memory; `lines` are the raw lines (JSON or text). */
@@ -27,6 +27,26 @@ describe('lazyChild', () => {
     await tick();
     expect(json()).toHaveLength(1);
     expect(json()[0]).toMatchObject({ conn: 7, db: 'app', user: 'u', code: '28P01', msg: 'refused' });
+  });
+
+  it('writes what a pino child would, for every way of calling, and makes no pino child', async () => {
+    const { log, json } = capture('info');
+    const real = log.child({ worker: 1 });
+    const made = vi.spyOn(real, 'child');
+    const conn = lazyChild(lazyChild(real, { conn: 7, client_addr: '127.0.0.1' }), { db: 'app', user: 'u' });
+    conn.info('plain');
+    conn.info('printf %s=%d', 'n', 3);
+    conn.info({ code: '08P01', conn: 8 }, 'fields');
+    conn.error(new Error('boom'));
+    await tick();
+    expect(made).not.toHaveBeenCalled();
+    const bound = { worker: 1, conn: 7, client_addr: '127.0.0.1', db: 'app', user: 'u' };
+    expect(json()).toMatchObject([
+      { ...bound, msg: 'plain' },
+      { ...bound, msg: 'printf n=3' },
+      { ...bound, conn: 8, code: '08P01', msg: 'fields' },
+      { ...bound, level: 50, msg: 'boom', err: { type: 'Error', message: 'boom' } },
+    ]);
   });
 
   it('prints nothing below the level', async () => {
