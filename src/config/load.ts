@@ -7,6 +7,9 @@ import { parseDocument } from 'yaml';
 import type { core } from 'zod';
 import { NO_FORCED_LOGIN } from './dsn.js';
 import { bitnamiLayer, pathKey, pgIngressLayer, readValueFile, type Env, type Layer } from './env.js';
+import { isIniFile, readPgBouncerIni } from './ini.js';
+import { applyPgBouncerSettings, pgbouncerSetting } from './pgbouncer-settings.js';
+import { readUserlist, secretKind } from './userlist.js';
 import {
   CONFIG_KEYS,
   ConfigError,
@@ -22,23 +25,13 @@ import {
 export { ConfigError } from './schema.js';
 
 export interface LoadOptions {
-  /** YAML file to read; null or absent for defaults + environment only. */
+  /** YAML file or pgbouncer.ini to read (see isIniFile); null or absent for defaults + environment only. */
   file?: string | null;
   /** Defaults to process.env. */
   env?: Env;
   /** Raw YAML-level values applied last (tests). */
   overrides?: Record<string, unknown>;
 }
-
-/** PgBouncer settings people carry over that we lack on purpose, and why. */
-const NOT_SUPPORTED: Readonly<Record<string, string>> = {
-  auth_type: 'the method follows each stored verifier (SCRAM or md5)',
-  auth_file: 'users are looked up with auth_query',
-  auth_hba_file: 'users are looked up with auth_query; use pg_hba.conf upstream',
-  server_tls_sslmode: 'server connections are plaintext inside the cluster',
-  logfile: 'logs go to stdout as JSON',
-  pidfile: 'run under a supervisor',
-};
 
 /** Secrets given inline or in a file (a mounted Kubernetes Secret); at most one of the two. */
 const SECRET_FILES = [
@@ -50,7 +43,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const file = opts.file ?? null;
   const env = opts.env ?? process.env;
   const layers: Array<{ layer: Layer; label: string }> = [];
-  if (file !== null) layers.push({ layer: { values: readYaml(file), sources: {} }, label: file });
+  if (file !== null) layers.push({ layer: readConfigFile(file), label: file });
   layers.push({ layer: bitnamiLayer(env), label: 'environment' });
   layers.push({ layer: pgIngressLayer(env), label: 'environment' });
   if (opts.overrides) layers.push({ layer: { values: { ...opts.overrides }, sources: {} }, label: 'overrides' });
@@ -95,6 +88,10 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       if (name === '' || name === '__proto__') problems.push(`${sourceOf([map])}: ${map}: ${JSON.stringify(name)} is not a usable name`);
     }
   }
+  // PgBouncer settings without an effect here go before validation (pgbouncer-settings.ts).
+  const compat = applyPgBouncerSettings(merged, sourceOf);
+  problems.push(...compat.problems);
+  const notices = [...compat.notices];
   if (problems.length > 0) throw new ConfigError(problems);
 
   const parsed = configSchema.safeParse(merged);
@@ -117,7 +114,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       return null;
     }
   };
-  const auth_password = secret(rest.auth_password, 'auth_password_file', auth_password_file);
+  const auth_file_passwords = rest.auth_file === null ? {} : readUserlist(rest.auth_file, `${sourceOf(['auth_file'])}: auth_file`);
+  const auth_password = secret(rest.auth_password, 'auth_password_file', auth_password_file) ?? authUserFromFile(rest.auth_user, auth_file_passwords, sourceOf(['auth_file']), notices);
+  notices.push(...plaintextUsers(rest.auth_user, auth_file_passwords, sourceOf(['auth_file'])));
   const metrics_auth_token = secret(rest.metrics_auth_token, 'metrics_auth_token_file', metrics_auth_token_file);
   // Sent in an HTTP header: a space or control character could never match what a scraper sends.
   if (metrics_auth_token !== null && metrics_auth_token !== '' && !/^[\x21-\x7e]+$/.test(metrics_auth_token)) {
@@ -146,11 +145,37 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   for (const [name, entry] of Object.entries(users)) us[name] = { name, ...entry };
 
   if (problems.length > 0) throw new ConfigError(problems);
-  const config: Config = { config_file: file, ...rest, auth_password, metrics_auth_token, databases: dbs, users: us };
+  const config: Config = { config_file: file, ...rest, auth_password, auth_file_passwords, metrics_auth_token, databases: dbs, users: us, notices };
   return deepFreeze(config);
 }
 
-function readYaml(file: string): Record<string, unknown> {
+/**
+ * auth_user's password from auth_file when nothing else sets it, as in PgBouncer. A hash or
+ * verifier there cannot log in through node-postgres: said in a notice, and the login goes without.
+ */
+function authUserFromFile(authUser: string, passwords: Readonly<Record<string, string>>, where: string, notices: string[]): string | null {
+  if (!Object.hasOwn(passwords, authUser)) return null;
+  const secret = passwords[authUser]!;
+  const kind = secretKind(secret);
+  if (kind === 'plaintext') return secret;
+  notices.push(
+    `${where}: auth_file: the entry of auth_user "${authUser}" is ${kind === 'md5' ? 'an md5 hash' : 'a SCRAM verifier'}, not a password: pg-ingress needs auth_user's password itself to run auth_query, so it logs in without one; set auth_password_file (a mounted Secret) to the password`,
+  );
+  return null;
+}
+
+/** Users whose auth_file entry is a plaintext password: looked up with auth_query instead (see src/auth/userlist.ts). */
+function plaintextUsers(authUser: string, passwords: Readonly<Record<string, string>>, where: string): string[] {
+  const names = Object.keys(passwords).filter((u) => u !== authUser && secretKind(passwords[u]!) === 'plaintext');
+  if (names.length === 0) return [];
+  const shown = names.slice(0, 5).map((u) => JSON.stringify(u)).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
+  const one = names.length === 1;
+  return [
+    `${where}: auth_file: ${shown} ${one ? 'has a plaintext password' : 'have plaintext passwords'} there, which pg-ingress does not use (an upstream login replays what the client's SCRAM proof yields, never a stored password): ${one ? 'this user is' : 'these users are'} looked up with auth_query instead; put SCRAM verifiers in auth_file to keep them out of auth_query`,
+  ];
+}
+
+function readConfigFile(file: string): Layer {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -158,6 +183,10 @@ function readYaml(file: string): Record<string, unknown> {
     const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     throw new ConfigError([`${file}: cannot read the configuration file: ${why}`]);
   }
+  return isIniFile(file, text) ? readPgBouncerIni(file) : { values: parseYaml(file, text), sources: {} };
+}
+
+function parseYaml(file: string, text: string): Record<string, unknown> {
   const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length > 0) {
     // Only the first line: the rest quotes the source, which may hold a password.
@@ -180,7 +209,8 @@ function formatIssue(issue: core.$ZodIssue, raw: Record<string, unknown>, source
       let hint = '';
       if (path.length === 0) {
         const near = closest(key, CONFIG_KEYS);
-        hint = NOT_SUPPORTED[key] ? ` (not supported: ${NOT_SUPPORTED[key]})` : near ? ` (did you mean ${near}?)` : '';
+        // A PgBouncer key that reaches here is one the table calls implemented, in a build that lacks it.
+        hint = pgbouncerSetting(key) ? ' (a PgBouncer setting this build of pg-ingress does not read)' : near ? ` (did you mean ${near}?)` : '';
       } else {
         const known = path[0] === 'databases' ? DATABASE_KEYS : USER_KEYS;
         const near = closest(key, known);

@@ -43,6 +43,9 @@ export interface Config {
   auth_password: string | null;
   auth_query: string;
   auth_dbname: string | null;
+  auth_file: string | null; // PgBouncer's userlist.txt
+  /** auth_file's entries, user → plaintext password, md5 hash or SCRAM verifier; {} without auth_file. */
+  auth_file_passwords: Readonly<Record<string, string>>;
   auth_cache_ttl: number;
   auth_cache_size: number;
   auth_max_concurrent_lookups: number;
@@ -99,6 +102,8 @@ export interface Config {
   stats_period: number; // seconds
   databases: Readonly<Record<string, DatabaseEntry>>;
   users: Readonly<Record<string, UserEntry>>;
+  /** Warnings from loading (settings accepted without effect, auth_file remarks), to log once. */
+  notices: readonly string[];
 }
 
 /** Invalid configuration. Each problem names its source (file or env var) and key path. */
@@ -318,6 +323,7 @@ export const configSchema = z
     auth_password_file: optStr().default(null),
     auth_query: str().default('SELECT username, password FROM pgbouncer.get_auth($1)'),
     auth_dbname: optStr().default(null),
+    auth_file: optStr().default(null),
     auth_cache_ttl: seconds().default(10),
     auth_cache_size: int(1).default(10_000),
     auth_max_concurrent_lookups: int(1).default(16),
@@ -385,4 +391,4 @@ export const CONFIG_KEYS: readonly string[] = Object.keys(configSchema.shape);
 /** Keys an env var can set: everything but the two maps. */
 export const SCALAR_KEYS: readonly string[] = CONFIG_KEYS.filter((k) => k !== 'databases' && k !== 'users');
 /** Keys whose values never appear in messages. */
-export const SECRET_KEYS: ReadonlySet<string> = new Set(['auth_password', 'metrics_auth_token']);
+export const SECRET_KEYS: ReadonlySet<string> = new Set(['auth_password', 'metrics_auth_token', 'auth_file_passwords']);

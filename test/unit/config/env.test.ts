@@ -5,6 +5,7 @@ import { configError, tempDir } from './helpers.js';
 
 const file = tempDir();
 const fromEnv = (env: Record<string, string | undefined>) => loadConfig({ file: null, env });
+const userlist = file('userlist.txt', '"alice" "md545f2603610af569b6155c45067268c6b"\n');
 
 // A valid string for every scalar key, with the value it becomes.
 const valid: Record<string, [string, unknown]> = {
@@ -20,6 +21,7 @@ const valid: Record<string, [string, unknown]> = {
   auth_password_file: ['', undefined], // covered below with a real file
   auth_query: ['SELECT 1, 2', 'SELECT 1, 2'],
   auth_dbname: ['postgres', 'postgres'],
+  auth_file: [userlist, userlist],
   auth_cache_ttl: ['2.5', 2.5],
   auth_cache_size: ['500', 500],
   auth_max_concurrent_lookups: ['4', 4],

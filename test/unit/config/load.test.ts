@@ -25,6 +25,8 @@ describe('defaults', () => {
       auth_password: null,
       auth_query: 'SELECT username, password FROM pgbouncer.get_auth($1)',
       auth_dbname: null,
+      auth_file: null,
+      auth_file_passwords: {},
       auth_cache_ttl: 10,
       auth_cache_size: 10000,
       auth_max_concurrent_lookups: 16,
@@ -81,6 +83,7 @@ describe('defaults', () => {
       stats_period: 60,
       databases: {},
       users: {},
+      notices: [],
     };
     expect(c).toEqual(expected);
   });
@@ -116,6 +119,7 @@ describe('type errors name the file and the key', () => {
     auth_password_file: [true, 'expected a string or null, got true'],
     auth_query: [{}, 'expected a non-empty string, got {}'],
     auth_dbname: [1, 'expected a string or null, got 1'],
+    auth_file: [1, 'expected a string or null, got 1'],
     auth_cache_ttl: [-1, 'expected a number of seconds >= 0, got -1'],
     auth_cache_size: [0, 'expected an integer >= 1, got 0'],
     auth_max_concurrent_lookups: [1.5, 'expected an integer >= 1, got 1.5'],
@@ -215,9 +219,9 @@ describe('file problems', () => {
     expect(configError(load)).toBe(`${path}: frobnicate: unknown key`);
   });
 
-  test('PgBouncer settings we lack on purpose say why', () => {
-    const { load } = fromYaml('auth_type: scram-sha-256\n');
-    expect(configError(load)).toMatch(/auth_type: unknown key \(not supported: /);
+  test('PgBouncer settings without an effect here are accepted with a notice (test/unit/config/compat.test.ts has them all)', () => {
+    const { load } = fromYaml('auth_type: trust\n');
+    expect(load().notices).toEqual([expect.stringMatching(/auth_type: accepted, has no effect in pg-ingress: /)]);
   });
 
   test('a missing file names the path', () => {
