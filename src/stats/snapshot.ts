@@ -337,6 +337,7 @@ function loadBalanceHosts(config: Config, r: Route | null): string | null {
 function databaseRows(config: Config, pools: readonly Pool[], clients: readonly ConnectionRow[]): DatabaseRow[] {
   const names = new Set(Object.keys(config.databases).filter((n) => n !== '*'));
   for (const p of pools) names.add(p.database);
+  const clientsOf = countBy(clients, (c) => c.database);
   const rows: DatabaseRow[] = [];
   for (const name of names) {
     const r = route(config, name);
@@ -360,7 +361,7 @@ function databaseRows(config: Config, pools: readonly Pool[], clients: readonly 
       server_lifetime: lifetime ?? config.server_lifetime,
       load_balance_hosts: loadBalanceHosts(config, r),
       max_client_connections: r.entry.max_db_client_connections ?? config.max_db_client_connections,
-      current_client_connections: clients.filter((c) => c.database === name).length,
+      current_client_connections: clientsOf.get(name) ?? 0,
     });
   }
   return rows;
@@ -371,18 +372,26 @@ function userRows(config: Config, pools: readonly PoolRow[], clients: readonly C
   const names = new Set(Object.keys(config.users));
   for (const p of pools) names.add(p.user);
   for (const c of clients) names.add(c.user);
+  const clientsOf = countBy(clients, (c) => c.user);
+  const serversOf = countBy(servers, (s) => s.user);
+  for (const p of pools) serversOf.set(p.user, (serversOf.get(p.user) ?? 0) + p.sv_login);
   return [...names].map((name) => {
     const entry = config.users[name];
-    const logins = pools.reduce((n, p) => (p.user === name ? n + p.sv_login : n), 0);
     return {
       name,
       pool_size: entry?.pool_size ?? null,
       reserve_pool_size: null, // users: has no reserve_pool_size in pg-ingress
       pool_mode: entry?.pool_mode ?? null,
       max_user_connections: entry?.max_user_connections ?? config.max_user_connections,
-      current_connections: servers.filter((s) => s.user === name).length + logins,
+      current_connections: serversOf.get(name) ?? 0,
       max_user_client_connections: entry?.max_user_client_connections ?? config.max_user_client_connections,
-      current_client_connections: clients.filter((c) => c.user === name).length,
+      current_client_connections: clientsOf.get(name) ?? 0,
     };
   });
+}
+
+function countBy<T>(items: readonly T[], key: (t: T) => string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const t of items) counts.set(key(t), (counts.get(key(t)) ?? 0) + 1);
+  return counts;
 }
