@@ -2,10 +2,14 @@
 // log_pooler_errors and log_stats with real clients through the proxy; each switch
 // read at the moment of the event (a reload replaces context.config); no secret in
 // the log; and the real command writing readable text when asked to.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import type { RunningProxy } from '../../src/proxy.js';
-import { startCliProxy, type CliProxy } from '../harness/cli.js';
+import { BIN, startCliProxy, type CliProxy } from '../harness/cli.js';
 import { until } from '../harness/poll.js';
 import { USERS } from '../harness/postgres.js';
 import { connectError, LogCapture, pgOptions, startTestProxy } from '../harness/proxy.js';
@@ -125,6 +129,29 @@ describe('the command', () => {
     expect(out).not.toMatch(/^\{/m); // no JSON line
     expect(out).not.toContain(WRONG);
     expect(out).not.toContain(USERS.auth.password);
+  });
+
+  it('log_format auto writes readable text in a terminal (as `npm start` there)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pg-ingress-tty-'));
+    const config = join(dir, 'pg-ingress.yaml');
+    writeFileSync(config, ['listen_addr: 127.0.0.1', 'listen_port: 0', 'client_tls_sslmode: disable', 'metrics_port: off', 'workers: 1'].join('\n'));
+    // script(1) gives the command a pseudo-terminal; the shell says which pid to stop.
+    const inner = `echo PID=$$; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} --config ${JSON.stringify(config)}`;
+    const child = spawn('script', ['-qfec', `sh -c '${inner}'`, '/dev/null'], { env: { PATH: process.env.PATH, PG_INGRESS_LOG_LEVEL: 'info' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      await until('the listening line', () => out.includes('pg-ingress listening'), { timeoutMs: 10_000 });
+      const plain = out.replace(/\x1b\[[0-9;]*m/g, '');
+      expect(plain).toMatch(/^\[[^\]]+\] INFO: pg-ingress listening \{"listen_addr":"127\.0\.0\.1",/m);
+      expect(plain).not.toMatch(/^\{"level"/m);
+    } finally {
+      const pid = /PID=(\d+)/.exec(out)?.[1];
+      if (pid) process.kill(Number(pid), 'SIGINT');
+      else child.kill('SIGKILL');
+      await exited;
+    }
   });
 
   it('log_format auto writes JSON when stdout is not a terminal', async () => {
