@@ -28,11 +28,14 @@ export interface ScramClientOptions {
   clientNonce?: string;
   /** n= value; PostgreSQL ignores it and libpq sends it empty. Tests only (RFC vectors). */
   user?: string;
+  /**
+   * Channel binding (RFC 5802 §6), as libpq's channel_binding=prefer:
+   * `none` in plaintext ("n"), `unused` over TLS when the server offers no
+   * SCRAM-SHA-256-PLUS ("y": a server that could bind fails the downgrade),
+   * or the tls-server-end-point data of the server's certificate for -PLUS ("p").
+   */
+  channelBinding?: { kind: 'none' } | { kind: 'unused' } | { kind: 'tls-server-end-point'; data: Buffer };
 }
-
-// No channel binding upstream: "n,," is the GS2 header and "biws" its base64 (RFC 5802 §6).
-const GS2_HEADER = 'n,,';
-const CBIND_NONE = Buffer.from(GS2_HEADER).toString('base64');
 
 type State = 'init' | 'first-sent' | 'final-sent' | 'done';
 
@@ -43,6 +46,9 @@ export class ScramClientExchange {
   private readonly serverKey: Buffer;
   private readonly nonce: string;
   private readonly clientFirstBare: string;
+  private readonly gs2Header: string;
+  /** c= of client-final: base64 of the GS2 header and, when bound, the binding data. */
+  private readonly cbind: string;
   private auth: Buffer | null = null;
   private signatureVerified = false;
 
@@ -54,6 +60,10 @@ export class ScramClientExchange {
     this.serverKey = Buffer.from(keys.serverKey);
     this.nonce = opts.clientNonce ?? generateNonce();
     if (!isPrintable(this.nonce)) throw new ScramClientError('client nonce must be printable ASCII without commas');
+    const binding = opts.channelBinding ?? { kind: 'none' };
+    this.gs2Header = binding.kind === 'none' ? 'n,,' : binding.kind === 'unused' ? 'y,,' : 'p=tls-server-end-point,,';
+    const bound = binding.kind === 'tls-server-end-point' ? binding.data : Buffer.alloc(0);
+    this.cbind = Buffer.concat([Buffer.from(this.gs2Header, 'latin1'), bound]).toString('base64');
     // Kept as latin1 (one char per byte) so a UTF-8 user name signs as the bytes we send.
     this.clientFirstBare = Buffer.from(`n=${escapeSaslName(opts.user ?? '')},r=${this.nonce}`, 'utf8').toString('latin1');
   }
@@ -63,10 +73,15 @@ export class ScramClientExchange {
     return this.signatureVerified;
   }
 
-  /** Payload of SASLInitialResponse for mechanism SCRAM-SHA-256. */
+  /** The SASL mechanism this exchange speaks. */
+  get mechanism(): 'SCRAM-SHA-256' | 'SCRAM-SHA-256-PLUS' {
+    return this.gs2Header.startsWith('p=') ? 'SCRAM-SHA-256-PLUS' : 'SCRAM-SHA-256';
+  }
+
+  /** Payload of SASLInitialResponse for `mechanism`. */
   clientFirst(): Buffer {
     this.advance('init', 'first-sent');
-    return Buffer.from(GS2_HEADER + this.clientFirstBare, 'latin1');
+    return Buffer.from(this.gs2Header + this.clientFirstBare, 'latin1');
   }
 
   /** server-first-message (AuthenticationSASLContinue) → client-final-message (SASLResponse). */
@@ -90,7 +105,7 @@ export class ScramClientExchange {
       throw new ScramClientError('invalid SCRAM iteration count');
     }
 
-    const withoutProof = `c=${CBIND_NONE},r=${r.value}`;
+    const withoutProof = `c=${this.cbind},r=${r.value}`;
     this.auth = authMessage(this.clientFirstBare, text, withoutProof);
     // RFC 5802 §3: ClientProof = ClientKey XOR HMAC(StoredKey, AuthMessage).
     const proof = xor(this.clientKey, hmac(sha256(this.clientKey), this.auth));

@@ -2,7 +2,7 @@
 // look the user up with auth_query, authenticate, get a server, enforce the
 // superuser policy, apply the client's parameters, and say welcome.
 import type { Duplex } from 'node:stream';
-import { AuthQueryError } from '../auth/auth-query.js';
+import { AuthQueryError, authLoginFor } from '../auth/auth-query.js';
 import { authenticateClient } from '../auth/client-auth.js';
 import { clientAddress } from '../auth/throttle.js';
 import { parseVerifier } from '../auth/verifier.js';
@@ -156,16 +156,20 @@ export async function authenticate(proxy: ProxyContext, startup: Startup, user: 
   const write = (buf: Buffer): void => void socket.write(buf);
   const frames = new FrameQueue(socket, LOGIN_MAX_MESSAGE, startup.rest);
   const timeoutMs = 0; // the login deadline (login-deadline.ts) bounds the whole exchange
-  const authTarget = { host: target.host, port: target.port, dbname: target.authDbname };
+  const authTarget = { host: target.host, port: target.port, ports: target.entry.ports, dbname: target.authDbname };
+  const authLogin = authLoginFor(proxy.config, target.entry);
   let password: string | null;
   try {
-    password = await proxy.authQuery.lookup(authTarget, user);
+    password = await proxy.authQuery.lookup(authTarget, user, authLogin);
   } catch (err) {
     if (err instanceof AuthQueryError && err.kind === 'no_database' && target.authDbname === target.dbname) {
       throw fatal(SqlState.invalidCatalogName, `database "${database}" does not exist`);
     }
     if (err instanceof AuthQueryError && err.kind === 'busy') {
       throw fatal(SqlState.tooManyConnections, 'too many logins in progress', { detail: 'pg-ingress is looking up as many users as auth_max_concurrent_lookups allows', hint: 'try again in a moment' });
+    }
+    if (err instanceof AuthQueryError && err.kind === 'tls') {
+      throw fatal(SqlState.connectionFailure, `could not connect to the database server for "${database}": TLS to it failed`, { detail: `server_tls_sslmode is ${proxy.config.server_tls_sslmode}; the pg-ingress log says why the server's certificate was refused` });
     }
     if (err instanceof AuthQueryError && err.kind === 'unreachable') {
       throw fatal(SqlState.connectionFailure, `could not connect to the database server for "${database}"`, { detail: 'pg-ingress could not reach the upstream server to look up the user' });
@@ -183,7 +187,7 @@ export async function authenticate(proxy: ProxyContext, startup: Startup, user: 
     credentials = await authenticateClient({ write, frames, timeoutMs }, user, verifier, channelBinding);
   } catch (err) {
     if (err instanceof PgError && err.code === SqlState.invalidPassword) {
-      proxy.authQuery.forget(authTarget, user);
+      proxy.authQuery.forget(authTarget, user, authLogin);
       proxy.authThrottle.recordFailure(address, database);
     }
     if (err instanceof FrameTooLargeError || err instanceof FrameLengthError) throw fatal(SqlState.protocolViolation, `invalid message during authentication: ${err.message}`);

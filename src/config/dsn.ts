@@ -16,9 +16,14 @@ export const DSN_KEYS = [
   'max_db_connections',
   'max_db_client_connections',
   'auth_dbname',
-  // pgbouncer.ini and Bitnami's PGBOUNCER_DATABASE entry carry it; accepted only
-  // when it equals the global auth_user (load.ts checks), since we have one.
   'auth_user',
+  'auth_query',
+  'connect_query',
+  'client_encoding',
+  'datestyle',
+  'timezone',
+  'server_lifetime',
+  'load_balance_hosts',
 ] as const;
 
 export type DsnKey = (typeof DSN_KEYS)[number];

@@ -130,12 +130,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
 
   const dbs: Record<string, DatabaseEntry> = Object.create(null);
-  for (const [name, { auth_user, user, ...entry }] of Object.entries(databases)) {
-    if (auth_user !== null && auth_user !== rest.auth_user) {
-      problems.push(
-        `${sourceOf(['databases', name, 'auth_user'])}: databases.${name}.auth_user: ${JSON.stringify(auth_user)} differs from auth_user ${JSON.stringify(rest.auth_user)}; pg-ingress has one auth_user for all databases`,
-      );
-    }
+  for (const [name, { user, ...entry }] of Object.entries(databases)) {
     if (user !== null) {
       problems.push(`${sourceOf(['databases', name, 'user'])}: databases.${name}.user: a forced server user is not supported: ${NO_FORCED_LOGIN}; remove it`);
     }

@@ -8,11 +8,15 @@ export type PoolMode = 'session' | 'transaction' | 'statement';
 export type ClientSslMode = 'disable' | 'allow' | 'prefer' | 'require';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 export type TlsProtocol = 'tlsv1.2' | 'tlsv1.3';
+export type ServerSslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+export type ServerTlsProtocol = 'tlsv1.0' | 'tlsv1.1' | 'tlsv1.2' | 'tlsv1.3';
+export type LoadBalanceHosts = 'disable' | 'round-robin';
 
 export interface DatabaseEntry {
   name: string; // map key; '*' is the fallback entry
-  host: string; // may contain '{db}'
-  port: number; // default 5432
+  host: string; // may contain '{db}'; a comma-separated list is tried as load_balance_hosts says
+  port: number; // default 5432; the first of `ports`
+  ports: readonly number[]; // one port for every host, or one per host
   dbname: string | null; // null => the requested database name
   user: null; // PgBouncer's forced server user: refused at load (NO_FORCED_LOGIN), so always the client's own
   pool_mode: PoolMode | null; // null => global/user setting
@@ -22,6 +26,14 @@ export interface DatabaseEntry {
   max_db_connections: number | null; // null => global
   max_db_client_connections: number | null; // null => global
   auth_dbname: string | null; // null => global auth_dbname
+  auth_user: string | null; // null => global auth_user
+  auth_query: string | null; // null => global auth_query
+  connect_query: string | null; // run once on each new server connection
+  client_encoding: string | null; // startup parameters sent to the server
+  datestyle: string | null;
+  timezone: string | null;
+  server_lifetime: number | null; // null => global
+  load_balance_hosts: LoadBalanceHosts;
 }
 export interface UserEntry {
   name: string;
@@ -39,6 +51,12 @@ export interface Config {
   client_tls_cert_file: string | null;
   client_tls_key_file: string | null;
   client_tls_protocols: TlsProtocol;
+  server_tls_sslmode: ServerSslMode;
+  server_tls_ca_file: string | null;
+  server_tls_cert_file: string | null;
+  server_tls_key_file: string | null;
+  server_tls_protocols: readonly ServerTlsProtocol[];
+  server_tls_ciphers: string;
   auth_user: string;
   auth_password: string | null;
   auth_query: string;
@@ -233,6 +251,20 @@ const tlsProtocols = () =>
     return parts.every((p) => p === 'tlsv1.3') ? 'tlsv1.3' : 'tlsv1.2';
   });
 
+/** PgBouncer's server_tls_protocols: versions and the shortcuts all, secure and legacy. */
+const serverTlsProtocols = () =>
+  leaf('a comma-separated list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, all, secure or legacy', (v): ServerTlsProtocol[] | undefined => {
+    if (typeof v !== 'string') return undefined;
+    const out = new Set<ServerTlsProtocol>();
+    for (const p of v.toLowerCase().split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+      if (p === 'all' || p === 'legacy') for (const x of ['tlsv1.0', 'tlsv1.1', 'tlsv1.2', 'tlsv1.3'] as const) out.add(x);
+      else if (p === 'secure') for (const x of ['tlsv1.2', 'tlsv1.3'] as const) out.add(x);
+      else if (p === 'tlsv1.0' || p === 'tlsv1.1' || p === 'tlsv1.2' || p === 'tlsv1.3') out.add(p);
+      else return undefined;
+    }
+    return out.size > 0 ? [...out] : undefined;
+  });
+
 const OFF = new Set(['off', 'false', 'no', 'none', 'disabled']);
 /** A port, or off (false, none, …) to turn the listener off. */
 const portOrOff = () =>
@@ -249,23 +281,37 @@ const listenAddr = () =>
     return v.trim() === '*' ? '0.0.0.0' : v.trim();
   });
 
-/** `{db}` is the only template; anything else in braces is a typo we catch now. */
+/** `{db}` is the only template; anything else in braces is a typo we catch now. A comma-separated list names several hosts. */
 const hostTemplate = () =>
-  leaf('a host name (one host; "{db}" is replaced by the requested database)', (v) => {
-    if (typeof v !== 'string' || v === '' || v.includes(',')) return undefined;
-    return /[{}]/.test(v.replaceAll('{db}', '')) ? undefined : v;
+  leaf('a host name, or a comma-separated list of them ("{db}" is replaced by the requested database)', (v) => {
+    if (typeof v !== 'string' || v === '') return undefined;
+    const hosts = v.split(',').map((h) => h.trim());
+    if (hosts.some((h) => h === '' || /[{}]/.test(h.replaceAll('{db}', '')))) return undefined;
+    return hosts.join(',');
+  });
+
+/** A port, or a comma-separated list (one per host, as libpq takes them). */
+const portList = () =>
+  z.unknown().transform((v, ctx): number[] => {
+    const list = typeof v === 'string' && v.includes(',');
+    const parts = typeof v === 'number' ? [v] : typeof v === 'string' ? v.split(',').map(toNumber) : [undefined];
+    if (parts.every((n) => n !== undefined && Number.isInteger(n) && n >= 1 && n <= 65535)) return parts as number[];
+    const expected = list ? 'a comma-separated list of ports from 1 to 65535' : 'an integer from 1 to 65535';
+    ctx.addIssue({ code: 'custom', message: v === undefined ? 'is required' : `expected ${expected}, got ${describe(v)}` });
+    return z.NEVER;
   });
 
 // ---- entries ------------------------------------------------------------
 
 export const POOL_MODES = ['session', 'transaction', 'statement'] as const satisfies readonly PoolMode[];
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require'] as const satisfies readonly ClientSslMode[];
+export const SERVER_SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const satisfies readonly ServerSslMode[];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const satisfies readonly LogLevel[];
 
 const databaseObject = z
   .object({
     host: hostTemplate(),
-    port: int(1, 65535).default(5432),
+    port: portList().default([5432]),
     dbname: optStr().default(null),
     user: optStr().default(null),
     pool_mode: nullable(oneOf(POOL_MODES)).default(null),
@@ -276,8 +322,22 @@ const databaseObject = z
     max_db_client_connections: nullable(int(0)).default(null),
     auth_dbname: optStr().default(null),
     auth_user: optStr().default(null),
+    auth_query: optStr().default(null),
+    connect_query: optStr().default(null),
+    client_encoding: optStr().default(null),
+    datestyle: optStr().default(null),
+    timezone: optStr().default(null),
+    server_lifetime: nullable(seconds()).default(null),
+    load_balance_hosts: oneOf(['disable', 'round-robin'] as const).default('round-robin'),
   })
-  .strict();
+  .strict()
+  .transform((e, ctx) => {
+    const hosts = e.host.split(',').length;
+    if (e.port.length !== 1 && e.port.length !== hosts) {
+      ctx.addIssue({ code: 'custom', path: ['port'], message: `${e.port.length} ports for ${hosts} hosts: give one port for all hosts, or one per host` });
+    }
+    return { ...e, port: e.port[0]!, ports: e.port };
+  });
 
 /** A database entry: a DSN string or an object with the same keys. */
 export const databaseEntrySchema = z.preprocess((v, ctx) => {
@@ -318,6 +378,13 @@ export const configSchema = z
     client_tls_cert_file: optStr().default(null),
     client_tls_key_file: optStr().default(null),
     client_tls_protocols: tlsProtocols().default('tlsv1.2'),
+    // Not PgBouncer's prefer: the upstream is usually inside the cluster, and every server login would pay a handshake.
+    server_tls_sslmode: oneOf(SERVER_SSL_MODES).default('disable'),
+    server_tls_ca_file: optStr().default(null),
+    server_tls_cert_file: optStr().default(null),
+    server_tls_key_file: optStr().default(null),
+    server_tls_protocols: serverTlsProtocols().default(['tlsv1.2', 'tlsv1.3']),
+    server_tls_ciphers: str().default('default'),
     auth_user: str().default('pgbouncer'),
     auth_password: optStr({ secret: true }).default(null),
     auth_password_file: optStr().default(null),

@@ -14,7 +14,7 @@ import { PoolCounters } from '../stats/counters.js';
 import { fatal, PgError, SqlState } from '../protocol/pg-error.js';
 import { cancelsOf, whenCancelsSettle } from './cancel.js';
 import type { ServerCredentials } from './server-login.js';
-import { ServerConnection, type ServerAddress, type ServerConnectOptions } from './server.js';
+import { ServerConnection, type ServerAddress, type ServerConnectOptions, type ServerSetup } from './server.js';
 
 /** Opens a TCP connection and logs in (ServerConnection.connect; unit tests give a fake). */
 export type ServerConnector = (address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, maxPrepared: number, options?: ServerConnectOptions) => Promise<ServerConnection>;
@@ -45,6 +45,8 @@ export interface PoolSettings {
   maxDbConnections?: number;
   /** Servers of this pool's user, all pools and workers together (max_user_connections; 0 = none). */
   maxUserConnections?: number;
+  /** TLS, host list, startup parameters and connect_query of new servers (pool/settings.ts). */
+  server?: ServerSetup;
 }
 
 /** A pool's cached login answer (see Pool.welcome). */
@@ -484,7 +486,7 @@ export class Pool {
     if (!credentials) return;
     this.connecting++;
     const connect = this.settings.connect ?? ServerConnection.connect;
-    connect(this.address, credentials, this.settings.connectTimeoutMs, this.settings.maxPrepared, { checkSuperuserMembership: this.settings.checkSuperuserMembership === true }).then(
+    connect(this.address, credentials, this.settings.connectTimeoutMs, this.settings.maxPrepared, { ...this.settings.server, checkSuperuserMembership: this.settings.checkSuperuserMembership === true }).then(
       (server) => {
         this.connecting--;
         this.retryAt = 0;
@@ -494,6 +496,7 @@ export class Pool {
         this.welcome = { params: server.initialParams, superuser: server.initialParams.get('is_superuser') === 'on', superuserMember: server.superuserMember === true };
         server.stream.on('close', () => this.forget(server));
         this.log.debug({ server: server.id }, 'server connection opened');
+        if (server.connectQueryError) this.log.warn({ server: server.id, err: server.connectQueryError }, 'connect_query failed; the server is used anyway, as in PgBouncer');
         this.makeIdle(server);
       },
       (err: Error) => {

@@ -1,6 +1,8 @@
 // Logging in to the upstream PostgreSQL as the client's user without knowing
 // its password: SCRAM with the ClientKey recovered from the client's proof, md5
-// with the stored hash, or nothing when the server trusts us.
+// with the stored hash, or nothing when the server trusts us. Over TLS, SCRAM
+// binds to the server's certificate (SCRAM-SHA-256-PLUS) when the server offers
+// it: we hold ClientKey, so the proof can cover any channel binding data.
 // https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
 import { serialize } from 'pg-protocol';
 import { decodeDataRow } from '../protocol/backend.js';
@@ -33,11 +35,17 @@ export interface LoginResult {
    * is_superuser is off; null when not asked.
    */
   superuserMember: boolean | null;
+  /** connect_query's error, when it failed (ignored otherwise, as PgBouncer does; the caller logs it). */
+  connectQueryError: string | null;
 }
 
 export interface ServerLoginOptions {
   /** After the first ReadyForQuery, ask whether the role can become a superuser (one extra round trip). */
   checkSuperuserMembership?: boolean;
+  /** tls-server-end-point data of the server's certificate when the connection is TLS (SCRAM channel binding). */
+  endpointHash?: Buffer | null;
+  /** PgBouncer's connect_query: run once after login, before the server is first used. */
+  connectQuery?: string | null;
 }
 
 /**
@@ -85,7 +93,7 @@ export async function serverLogin(
     const f: Frame = await frames.next(timeoutMs);
     switch (String.fromCharCode(f.type)) {
       case 'R':
-        scram = authenticate(f.body, credentials, scram, write);
+        scram = authenticate(f.body, credentials, scram, write, options.endpointHash ?? null);
         break;
       case 'S': {
         const [name, next] = cstring(f.body, 0);
@@ -97,9 +105,10 @@ export async function serverLogin(
         secretKey = f.body.readInt32BE(4);
         break;
       case 'Z': {
+        const connectQueryError = options.connectQuery ? await runConnectQuery(write, frames, options.connectQuery, params, timeoutMs) : null;
         const ask = options.checkSuperuserMembership === true && params.get('is_superuser') !== 'on';
         const superuserMember = ask ? await querySuperuserMembership(write, frames, timeoutMs) : null;
-        return { params, processId, secretKey, superuserMember };
+        return { params, processId, secretKey, superuserMember, connectQueryError };
       }
       case 'E': {
         const fields = decodeErrorFields(f.body);
@@ -110,6 +119,39 @@ export async function serverLogin(
         break; // notices and protocol negotiation need no answer here
       default:
         throw new ServerLoginError(`unexpected message ${JSON.stringify(String.fromCharCode(f.type))} during server login`);
+    }
+  }
+}
+
+/**
+ * Runs connect_query (simple protocol, several statements allowed), keeping the
+ * parameters it changes; resolves at its ReadyForQuery with its first error's
+ * message, or null. Rows and notices are dropped.
+ */
+async function runConnectQuery(write: (buf: Buffer) => void, frames: FrameQueue, sql: string, params: Map<string, string>, timeoutMs: number): Promise<string | null> {
+  write(serialize.query(sql));
+  let error: string | null = null;
+  for (;;) {
+    const f = await frames.next(timeoutMs);
+    switch (String.fromCharCode(f.type)) {
+      case 'Z':
+        // Left inside a transaction block, the server could never be handed out clean.
+        if (f.body[0] !== 0x49) throw new ServerLoginError('connect_query left a transaction open');
+        return error;
+      case 'E':
+        error ??= decodeErrorFields(f.body).get('M') ?? 'error';
+        break;
+      case 'S': {
+        const [name, next] = cstring(f.body, 0);
+        params.set(name, cstring(f.body, next)[0]);
+        break;
+      }
+      case 'G': // CopyIn-, CopyOut-, CopyBothResponse: connect_query is no place for COPY
+      case 'H':
+      case 'W':
+        throw new ServerLoginError('connect_query started a COPY');
+      default:
+        break; // RowDescription, DataRow, CommandComplete, EmptyQueryResponse, NoticeResponse
     }
   }
 }
@@ -145,7 +187,7 @@ async function querySuperuserMembership(write: (buf: Buffer) => void, frames: Fr
   }
 }
 
-function authenticate(body: Buffer, creds: ServerCredentials, scram: ScramClientExchange | null, write: (b: Buffer) => void): ScramClientExchange | null {
+function authenticate(body: Buffer, creds: ServerCredentials, scram: ScramClientExchange | null, write: (b: Buffer) => void, endpointHash: Buffer | null): ScramClientExchange | null {
   const code = body.readInt32BE(0);
   switch (code) {
     case 0: // AuthenticationOk
@@ -166,10 +208,12 @@ function authenticate(body: Buffer, creds: ServerCredentials, scram: ScramClient
         mechanisms.push(m);
         pos = next;
       }
-      if (!mechanisms.includes('SCRAM-SHA-256')) throw new ServerLoginError(`server offers no SASL mechanism we support (${mechanisms.join(', ')})`);
+      const plus = endpointHash !== null && mechanisms.includes('SCRAM-SHA-256-PLUS');
+      if (!plus && !mechanisms.includes('SCRAM-SHA-256')) throw new ServerLoginError(`server offers no SASL mechanism we support (${mechanisms.join(', ')})`);
       if (creds.kind !== 'scram') throw new ServerLoginError(missing('SCRAM-SHA-256', creds));
-      const exchange = new ScramClientExchange(creds);
-      write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', exchange.clientFirst().toString('utf8')));
+      const channelBinding = plus ? { kind: 'tls-server-end-point' as const, data: endpointHash } : endpointHash !== null ? { kind: 'unused' as const } : { kind: 'none' as const };
+      const exchange = new ScramClientExchange(creds, { channelBinding });
+      write(serialize.sendSASLInitialResponseMessage(exchange.mechanism, exchange.clientFirst().toString('utf8')));
       return exchange;
     }
     case 11:

@@ -15,7 +15,9 @@ import { FrameBatch } from '../protocol/frame-batch.js';
 import { Framer, type FrameSink } from '../protocol/framer.js';
 import { FrameQueue, FrameTimeoutError } from '../protocol/frame-queue.js';
 import { Outstanding } from '../protocol/outstanding.js';
-import { decodeErrorFields, serverLogin, ServerLoginError, type ServerCredentials } from './server-login.js';
+import type { HostRotation } from './hosts.js';
+import { decodeErrorFields, serverLogin, ServerLoginError, type LoginResult, type ServerCredentials } from './server-login.js';
+import { negotiateServerTls, ServerTlsError, type ServerTlsSettings } from './server-tls.js';
 import { Answer, ServerStatements } from './server-statements.js';
 
 export interface ServerAddress {
@@ -89,6 +91,8 @@ export class ServerConnection implements FrameSink {
   readonly secretKey: number;
   /** The login role is a member of a superuser role (SET ROLE makes it one); null when not asked. */
   readonly superuserMember: boolean | null;
+  /** connect_query failed with this message (logged by the pool, otherwise ignored as in PgBouncer). */
+  readonly connectQueryError: string | null;
   /** Transaction status from the last ReadyForQuery: I idle, T in transaction, E failed transaction. */
   status = 'I';
   /** What it still owes, message by message. */
@@ -120,7 +124,7 @@ export class ServerConnection implements FrameSink {
   private constructor(
     readonly address: ServerAddress,
     private readonly socket: net.Socket,
-    login: { params: Map<string, string>; processId: number; secretKey: number; superuserMember: boolean | null },
+    login: LoginResult,
     leftovers: Buffer,
     maxPrepared: number,
   ) {
@@ -130,6 +134,7 @@ export class ServerConnection implements FrameSink {
     this.processId = login.processId;
     this.secretKey = login.secretKey;
     this.superuserMember = login.superuserMember;
+    this.connectQueryError = login.connectQueryError;
     // After login the server's messages stream through; only what pooling reads is assembled, and that is bounded.
     this.framer = new Framer(SERVER_MAX_ASSEMBLED, (type) => !READ_WHOLE.has(type) && !((type === E || type === DATA_ROW) && this.state === ServerState.Internal), 0x7fffffff);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -139,20 +144,55 @@ export class ServerConnection implements FrameSink {
     if (leftovers.length > 0) this.onData(leftovers);
   }
 
-  /** Opens a TCP connection and logs in; resolves at the first ReadyForQuery. */
+  /**
+   * Opens a connection to the first host that answers (in the order the pool's
+   * host list gives), over TLS when server_tls_sslmode asks, and logs in;
+   * resolves at the first ReadyForQuery. `address` names the host it reached.
+   */
   static async connect(address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, maxPrepared = 0, options: ServerConnectOptions = {}): Promise<ServerConnection> {
-    const socket = net.connect({ host: address.host, port: address.port });
+    const hosts = options.hosts?.order(address.host) ?? [{ host: address.host, port: address.port }];
+    let failure: Error = new ServerConnectError('no host to connect to');
+    for (const [offset, target] of hosts.entries()) {
+      try {
+        const server = await ServerConnection.connectTo({ ...address, host: target.host, port: target.port }, credentials, timeoutMs, maxPrepared, options);
+        options.hosts?.connected(offset);
+        return server;
+      } catch (err) {
+        // The server refused the login: another host of the same database would refuse it too.
+        if (!(err instanceof ServerConnectError)) throw err;
+        failure = err;
+      }
+    }
+    throw failure;
+  }
+
+  private static async connectTo(address: ServerAddress, credentials: ServerCredentials, timeoutMs: number, maxPrepared: number, options: ServerConnectOptions): Promise<ServerConnection> {
+    const where = `${address.host}:${address.port}`;
+    let socket = net.connect({ host: address.host, port: address.port });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
-    const timer = setTimeout(() => socket.destroy(new ServerConnectError(`timed out after ${timeoutMs} ms connecting to ${address.host}:${address.port}`)), timeoutMs);
+    // One deadline for connect, TLS and login; destroying whichever socket is current ends the step in progress.
+    const timer = setTimeout(() => socket.destroy(new ServerConnectError(`timed out after ${timeoutMs} ms connecting to ${where}`)), timeoutMs);
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('connect', resolve);
-        socket.once('error', (err) => reject(err instanceof ServerConnectError ? err : new ServerConnectError(`could not connect to ${address.host}:${address.port}: ${err.message}`)));
+        socket.once('error', (err) => reject(err instanceof ServerConnectError ? err : new ServerConnectError(`could not connect to ${where}: ${err.message}`)));
       });
+      socket.removeAllListeners('error');
+      socket.removeAllListeners('connect');
+      let endpointHash: Buffer | null = null;
+      if (options.tls && options.tls.sslmode !== 'disable') {
+        const negotiated = await negotiateServerTls(socket, address.host, options.tls);
+        socket = negotiated.socket;
+        endpointHash = negotiated.endpointHash;
+      }
       const frames = new FrameQueue(socket, SERVER_MAX_ASSEMBLED);
-      const startup = { user: address.user, database: address.dbname };
-      const login = await serverLogin((b) => socket.write(b), frames, startup, credentials, timeoutMs, { checkSuperuserMembership: options.checkSuperuserMembership === true });
+      const startup = { ...options.startupParameters, user: address.user, database: address.dbname };
+      const login = await serverLogin((b) => socket.write(b), frames, startup, credentials, timeoutMs, {
+        checkSuperuserMembership: options.checkSuperuserMembership === true,
+        endpointHash,
+        connectQuery: options.connectQuery ?? null,
+      });
       const leftovers = frames.detach();
       socket.removeAllListeners('error');
       socket.removeAllListeners('connect');
@@ -160,8 +200,9 @@ export class ServerConnection implements FrameSink {
     } catch (err) {
       socket.destroy();
       if (err instanceof ServerLoginError || err instanceof ServerConnectError) throw err;
-      if (err instanceof FrameTimeoutError) throw new ServerConnectError(`timed out after ${timeoutMs} ms logging in to ${address.host}:${address.port}`);
-      throw new ServerConnectError(`lost the connection to ${address.host}:${address.port} during login: ${(err as Error).message}`);
+      if (err instanceof ServerTlsError) throw new ServerConnectError(err.message);
+      if (err instanceof FrameTimeoutError) throw new ServerConnectError(`timed out after ${timeoutMs} ms logging in to ${where}`);
+      throw new ServerConnectError(`lost the connection to ${where} during login: ${(err as Error).message}`);
     } finally {
       clearTimeout(timer);
     }
@@ -420,9 +461,21 @@ export class ServerConnection implements FrameSink {
   }
 }
 
-export interface ServerConnectOptions {
+export interface ServerConnectOptions extends ServerSetup {
   /** Also ask whether the login role can SET ROLE to a superuser (see superuserMember). */
   checkSuperuserMembership?: boolean;
+}
+
+/** How a database's servers are reached and started (pool/settings.ts builds it from the configuration). */
+export interface ServerSetup {
+  /** server_tls_*; plaintext when absent. */
+  tls?: ServerTlsSettings;
+  /** The pool's place in the database's host list (address.host, comma-separated); address.host and .port alone when absent. */
+  hosts?: HostRotation;
+  /** Startup parameters besides user and database: the database's client_encoding, datestyle, timezone. */
+  startupParameters?: Readonly<Record<string, string>>;
+  /** Run once after each login, before the server is first used (connect_query). */
+  connectQuery?: string | null;
 }
 
 const tag = (text: string): Buffer => Buffer.from(`${text}\0`, 'latin1');

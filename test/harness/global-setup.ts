@@ -27,15 +27,16 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // The CLI tests run the compiled `pg-ingress` bin: build while Postgres boots.
   const build = run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: process.cwd() });
   build.catch(() => undefined); // awaited below, after the cluster is up
-  const cluster = await startCluster();
+  const ca = await createCa();
+  const leaf = await ca.issue(['localhost', '127.0.0.1']);
+  // PostgreSQL serves TLS with a certificate of the same CA (server_tls_* tests); it does not name 127.0.0.2.
+  const cluster = await startCluster({ tls: await ca.issue(['localhost', '127.0.0.1']) });
   try {
     await build;
   } catch (err) {
     await cluster.stop(); // a failed build must not leave a cluster running
     throw err;
   }
-  const ca = await createCa();
-  const leaf = await ca.issue(['localhost', '127.0.0.1']);
   const caFile = join(cluster.dir, 'ca.pem');
   const certFile = join(cluster.dir, 'server.pem');
   const keyFile = join(cluster.dir, 'server.key');

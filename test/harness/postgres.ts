@@ -61,7 +61,12 @@ function pgCommand(binDir: string, tool: string, args: string[]): Promise<{ stdo
   return asRoot ? run('runuser', ['-u', 'postgres', '--', bin, ...args], { cwd: '/' }) : run(bin, args);
 }
 
-export async function startCluster(): Promise<ClusterInfo & { stop(): Promise<void> }> {
+export interface ClusterOptions {
+  /** Certificate and key for ssl = on (clients that do not ask for TLS are unaffected). */
+  tls?: { cert: string; key: string };
+}
+
+export async function startCluster(options: ClusterOptions = {}): Promise<ClusterInfo & { stop(): Promise<void> }> {
   const binDir = postgresBinDir();
   const dir = mkdtempSync(join(tmpdir(), 'pg-ingress-pg-'));
   const data = join(dir, 'data');
@@ -72,11 +77,21 @@ export async function startCluster(): Promise<ClusterInfo & { stop(): Promise<vo
   if (asRoot) chownSync(pwfile, uidOf('postgres'), gidOf('postgres'));
 
   await pgCommand(binDir, 'initdb', ['-D', data, '-U', USERS.superuser.name, `--pwfile=${pwfile}`, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C']);
+  const ssl: string[] = [];
+  if (options.tls) {
+    // PostgreSQL wants its key owned by the user it runs as, and private.
+    for (const [name, pem] of [['pg-server.pem', options.tls.cert], ['pg-server.key', options.tls.key]] as const) {
+      writeFileSync(join(dir, name), pem, { mode: 0o600 });
+      if (asRoot) chownSync(join(dir, name), uidOf('postgres'), gidOf('postgres'));
+    }
+    ssl.push('ssl = on', `ssl_cert_file = '${join(dir, 'pg-server.pem')}'`, `ssl_key_file = '${join(dir, 'pg-server.key')}'`);
+  }
   appendFileSync(
     join(data, 'postgresql.conf'),
     [
       `port = ${port}`,
-      `listen_addresses = '127.0.0.1'`,
+      // 127.0.0.2 too: a second address of the same server (host lists, a certificate that does not name it).
+      `listen_addresses = '127.0.0.1,127.0.0.2'`,
       `unix_socket_directories = '${dir}'`,
       'max_connections = 300',
       'fsync = off',
@@ -84,6 +99,7 @@ export async function startCluster(): Promise<ClusterInfo & { stop(): Promise<vo
       'full_page_writes = off',
       'shared_buffers = 64MB',
       "password_encryption = 'scram-sha-256'",
+      ...ssl,
       '',
     ].join('\n'),
   );
@@ -91,9 +107,11 @@ export async function startCluster(): Promise<ClusterInfo & { stop(): Promise<vo
     join(data, 'pg_hba.conf'),
     [
       'local all all trust',
-      `host all ${USERS.md5.name} 127.0.0.1/32 md5`,
-      `host all ${USERS.trust.name} 127.0.0.1/32 trust`,
-      'host all all 127.0.0.1/32 scram-sha-256',
+      ...['127.0.0.1/32', '127.0.0.2/32'].flatMap((net) => [
+        `host all ${USERS.md5.name} ${net} md5`,
+        `host all ${USERS.trust.name} ${net} trust`,
+        `host all all ${net} scram-sha-256`,
+      ]),
       '',
     ].join('\n'),
   );

@@ -4,7 +4,8 @@ import { configError, tempDir } from './helpers.js';
 
 const file = tempDir();
 const load = (yaml: string, env: Record<string, string> = {}) => loadConfig({ file: file('db.yaml', yaml), env });
-const nulls = { dbname: null, user: null, pool_mode: null, pool_size: null, min_pool_size: null, reserve_pool_size: null, max_db_connections: null, max_db_client_connections: null, auth_dbname: null };
+const nulls = { dbname: null, user: null, pool_mode: null, pool_size: null, min_pool_size: null, reserve_pool_size: null, max_db_connections: null, max_db_client_connections: null, auth_dbname: null,
+  auth_user: null, auth_query: null, connect_query: null, client_encoding: null, datestyle: null, timezone: null, server_lifetime: null, load_balance_hosts: 'round-robin' };
 
 describe('databases', () => {
   test('DSN strings, with libpq quoting', () => {
@@ -14,13 +15,10 @@ databases:
   quoted: "host='my host' dbname='it\\'s'"
   limited: host=h min_pool_size=1 reserve_pool=2 max_db_connections=3 max_db_client_connections=40
 `);
-    expect(c.databases.app).toEqual({
-      name: 'app', host: 'app-rw.db.svc', port: 5433, dbname: 'app_prod', user: null,
-      pool_mode: 'transaction', pool_size: 5, min_pool_size: null, reserve_pool_size: null, max_db_connections: null, max_db_client_connections: null, auth_dbname: 'postgres',
-    });
+    expect(c.databases.app).toEqual({ name: 'app', host: 'app-rw.db.svc', port: 5433, ports: [5433], ...nulls, dbname: 'app_prod', pool_mode: 'transaction', pool_size: 5, auth_dbname: 'postgres' });
     // PgBouncer's per-database limits; reserve_pool is its older name of reserve_pool_size.
-    expect(c.databases.limited).toEqual({ name: 'limited', host: 'h', port: 5432, ...nulls, min_pool_size: 1, reserve_pool_size: 2, max_db_connections: 3, max_db_client_connections: 40 });
-    expect(c.databases.quoted).toEqual({ name: 'quoted', host: 'my host', port: 5432, ...nulls, dbname: "it's" });
+    expect(c.databases.limited).toEqual({ name: 'limited', host: 'h', port: 5432, ports: [5432], ...nulls, min_pool_size: 1, reserve_pool_size: 2, max_db_connections: 3, max_db_client_connections: 40 });
+    expect(c.databases.quoted).toEqual({ name: 'quoted', host: 'my host', port: 5432, ports: [5432], ...nulls, dbname: "it's" });
   });
 
   test('object form with the same keys and defaults', () => {
@@ -31,21 +29,33 @@ databases:
     pool_size: 3
   minimal: { host: h }
 `);
-    expect(c.databases.reports).toEqual({ name: 'reports', host: 'reports-ro.db.svc', port: 5432, ...nulls, pool_size: 3 });
-    expect(c.databases.minimal).toEqual({ name: 'minimal', host: 'h', port: 5432, ...nulls });
+    expect(c.databases.reports).toEqual({ name: 'reports', host: 'reports-ro.db.svc', port: 5432, ports: [5432], ...nulls, pool_size: 3 });
+    expect(c.databases.minimal).toEqual({ name: 'minimal', host: 'h', port: 5432, ports: [5432], ...nulls });
   });
 
   test("the '*' fallback entry with a {db} host template", () => {
     const c = load('databases:\n  "*": host={db}-rw.databases.svc\n');
-    expect(c.databases['*']).toEqual({ name: '*', host: '{db}-rw.databases.svc', port: 5432, ...nulls });
+    expect(c.databases['*']).toEqual({ name: '*', host: '{db}-rw.databases.svc', port: 5432, ports: [5432], ...nulls });
   });
 
   test('an unknown template is an error', () => {
     expect(configError(() => load('databases:\n  "*": host={database}-rw\n'))).toMatch(/databases\.\*\.host: expected a host name/);
   });
 
-  test('several hosts in one entry are refused', () => {
-    expect(configError(() => load('databases:\n  a: host=h1,h2\n'))).toMatch(/databases\.a\.host: expected a host name/);
+  test('a host list, with one port for all or one per host (load_balance_hosts)', () => {
+    expect(load('databases:\n  a: host=h1,h2 load_balance_hosts=disable\n').databases.a).toMatchObject({ host: 'h1,h2', port: 5432, ports: [5432], load_balance_hosts: 'disable' });
+    expect(load('databases:\n  a: host=h1,h2 port=5433,5434\n').databases.a).toMatchObject({ host: 'h1,h2', port: 5433, ports: [5433, 5434], load_balance_hosts: 'round-robin' });
+    expect(configError(() => load('databases:\n  a: host=h1,h2,h3 port=1,2\n'))).toMatch(/databases\.a\.port: 2 ports for 3 hosts/);
+    expect(configError(() => load('databases:\n  a: host=h1,,h2\n'))).toMatch(/databases\.a\.host: expected a host name/);
+    expect(configError(() => load('databases:\n  a: host=h load_balance_hosts=random\n'))).toMatch(/databases\.a\.load_balance_hosts: expected one of disable, round-robin/);
+  });
+
+  test("PgBouncer's per-database keys", () => {
+    const c = load(String.raw`
+databases:
+  app: host=h auth_user=other auth_query='SELECT u, p FROM f($1)' connect_query='SET x.y = 1' client_encoding=LATIN1 datestyle='ISO, DMY' timezone=UTC server_lifetime=30
+`);
+    expect(c.databases.app).toMatchObject({ auth_user: 'other', auth_query: 'SELECT u, p FROM f($1)', connect_query: 'SET x.y = 1', client_encoding: 'LATIN1', datestyle: 'ISO, DMY', timezone: 'UTC', server_lifetime: 30 });
   });
 
   test('a bad DSN value names the file and the key path', () => {
@@ -56,13 +66,13 @@ databases:
   });
 
   test('an unknown DSN key names the entry and lists the known keys', () => {
-    const err = configError(() => load("databases:\n  app: host=db connect_query='select 1'\n"));
-    expect(err).toMatch(/databases\.app: unknown key "connect_query"; known keys: host, port, dbname, user, pool_mode, pool_size, min_pool_size, reserve_pool_size, max_db_connections, max_db_client_connections, auth_dbname/);
+    const err = configError(() => load("databases:\n  app: host=db bogus_key='select 1'\n"));
+    expect(err).toMatch(/databases\.app: unknown key "bogus_key"; known keys: host, port, dbname, user, pool_mode, pool_size, min_pool_size, reserve_pool_size, max_db_connections, max_db_client_connections, auth_dbname/);
   });
 
   test('an unknown object key lists the known keys', () => {
-    expect(configError(() => load('databases:\n  app: { host: h, connect_query: x }\n'))).toMatch(
-      /databases\.app\.connect_query: unknown key; known keys: host, port,/,
+    expect(configError(() => load('databases:\n  app: { host: h, bogus_key: x }\n'))).toMatch(
+      /databases\.app\.bogus_key: unknown key; known keys: host, port,/,
     );
   });
 
@@ -99,11 +109,9 @@ databases:
     expect(object).not.toContain('pw-77x');
   });
 
-  test('auth_user in a DSN must be the global auth_user', () => {
-    expect(load('databases:\n  app: host=h auth_user=pgbouncer\n').databases.app).not.toHaveProperty('auth_user');
-    expect(configError(() => load('databases:\n  app: host=h auth_user=other\n'))).toMatch(
-      /databases\.app\.auth_user: "other" differs from auth_user "pgbouncer"/,
-    );
+  test('auth_user in a DSN is that database\'s own', () => {
+    expect(load('databases:\n  app: host=h auth_user=other\n').databases.app?.auth_user).toBe('other');
+    expect(load('databases:\n  app: host=h\n').databases.app?.auth_user).toBeNull();
   });
 
   test('"__proto__" is not a usable name', () => {

@@ -16,6 +16,12 @@ const valid: Record<string, [string, unknown]> = {
   client_tls_cert_file: ['/tls/tls.crt', '/tls/tls.crt'],
   client_tls_key_file: ['/tls/tls.key', '/tls/tls.key'],
   client_tls_protocols: ['tlsv1.3', 'tlsv1.3'],
+  server_tls_sslmode: ['verify-full', 'verify-full'],
+  server_tls_ca_file: ['/etc/pg/ca.pem', '/etc/pg/ca.pem'],
+  server_tls_cert_file: ['/etc/pg/client.pem', '/etc/pg/client.pem'],
+  server_tls_key_file: ['/etc/pg/client.key', '/etc/pg/client.key'],
+  server_tls_protocols: ['secure,tlsv1.1', ['tlsv1.2', 'tlsv1.3', 'tlsv1.1']],
+  server_tls_ciphers: ['HIGH:!aNULL', 'HIGH:!aNULL'],
   auth_user: ['auth', 'auth'],
   auth_password: ['pw', 'pw'],
   auth_password_file: ['', undefined], // covered below with a real file
@@ -206,6 +212,7 @@ describe('Bitnami PGBOUNCER_* variables', () => {
     expect(c.databases.app).toEqual({
       name: 'app', host: 'pg', port: 5433, dbname: 'app_prod', user: null, pool_mode: null, pool_size: null,
       min_pool_size: null, reserve_pool_size: null, max_db_connections: null, max_db_client_connections: null, auth_dbname: null,
+      ports: [5433], auth_user: null, auth_query: null, connect_query: null, client_encoding: null, datestyle: null, timezone: null, server_lifetime: null, load_balance_hosts: 'round-robin',
     });
   });
 

@@ -21,6 +21,12 @@ describe('defaults', () => {
       client_tls_cert_file: null,
       client_tls_key_file: null,
       client_tls_protocols: 'tlsv1.2',
+      server_tls_sslmode: 'disable',
+      server_tls_ca_file: null,
+      server_tls_cert_file: null,
+      server_tls_key_file: null,
+      server_tls_protocols: ['tlsv1.2', 'tlsv1.3'],
+      server_tls_ciphers: 'default',
       auth_user: 'pgbouncer',
       auth_password: null,
       auth_query: 'SELECT username, password FROM pgbouncer.get_auth($1)',
@@ -100,6 +106,7 @@ describe('defaults', () => {
     expect(c.client_tls_cert_file).toBeNull();
     expect(c.databases['*']).toEqual({
       name: '*', host: '127.0.0.1', port: 5432, dbname: null, user: null, pool_mode: null, pool_size: null, min_pool_size: null, reserve_pool_size: null, max_db_connections: null, max_db_client_connections: null, auth_dbname: null,
+      ports: [5432], auth_user: null, auth_query: null, connect_query: null, client_encoding: null, datestyle: null, timezone: null, server_lifetime: null, load_balance_hosts: 'round-robin',
     });
   });
 });
@@ -114,6 +121,12 @@ describe('type errors name the file and the key', () => {
     client_tls_cert_file: [42, 'expected a string or null, got 42'],
     client_tls_key_file: [[], 'expected a string or null, got []'],
     client_tls_protocols: ['tlsv1.1', 'expected tlsv1.2, tlsv1.3 or secure'],
+    server_tls_sslmode: ['verify', 'expected one of disable, allow, prefer, require, verify-ca, verify-full, got "verify"'],
+    server_tls_ca_file: [1, 'expected a string or null, got 1'],
+    server_tls_cert_file: [[], 'expected a string or null, got []'],
+    server_tls_key_file: [true, 'expected a string or null, got true'],
+    server_tls_protocols: ['sslv3', 'expected a comma-separated list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, all, secure or legacy, got "sslv3"'],
+    server_tls_ciphers: ['', 'expected a non-empty string, got ""'],
     auth_user: ['', 'expected a non-empty string, got ""'],
     auth_password: [123456, 'expected a string or null'],
     auth_password_file: [true, 'expected a string or null, got true'],
