@@ -8,6 +8,7 @@ import type { Budget } from './budget/budget.js';
 import type { ParameterPolicy } from './client/parameters.js';
 import type { ClientSession } from './client/session.js';
 import type { Config } from './config/index.js';
+import type { Operator } from './control/control.js';
 import type { Logger } from './log/logger.js';
 import type { CancelRegistry } from './pool/cancel.js';
 import type { PoolManager } from './pool/manager.js';
@@ -15,6 +16,7 @@ import type { StatsCollector } from './stats/collector.js';
 import type { TlsContextProvider } from './tls/context.js';
 
 export interface ProxyContext {
+  /** The running configuration: a reload replaces it, so read it at the moment of use. */
   config: Config;
   log: Logger;
   tls: TlsContextProvider;
@@ -32,4 +34,6 @@ export interface ProxyContext {
   stats: StatsCollector;
   /** Admin console connections open now (not pool clients). */
   adminConsoles: number;
+  /** Runs the console's controls (PAUSE, RELOAD, …) across every worker. */
+  operator: Operator;
 }

@@ -2,13 +2,16 @@
 // cancel keys, statistics and the listener (and, in a single-process proxy,
 // the metrics endpoint). Used by the CLI and, in process, by the tests.
 import cluster from 'node:cluster';
-import { AuthQuery } from './auth/auth-query.js';
-import { AuthThrottle } from './auth/throttle.js';
 import { Budget } from './budget/budget.js';
 import { Listener } from './client/listener.js';
-import { ParameterPolicy } from './client/parameters.js';
-import type { Config } from './config/index.js';
+import { clientTimeouts, goingAway } from './client/session.js';
+import { ConfigError, type Config } from './config/index.js';
+import { freezeConfig } from './config/freeze.js';
 import type { ProxyContext } from './context.js';
+import { applyControl, isLocalControl } from './control/apply.js';
+import type { Control, ShutdownMode } from './control/control.js';
+import { LocalOperator, WorkerOperator, type ProcessHooks } from './control/operator.js';
+import { createAuthQuery, createAuthThrottle, createParameterPolicy, prepareReload, type PreparedReload } from './control/reload.js';
 
 export type { ProxyContext } from './context.js';
 import type { Logger } from './log/logger.js';
@@ -25,6 +28,13 @@ import { listenWithReusePort } from './workers/reuse-port.js';
 
 /** How often the janitor looks at timeouts and pool sizes (PgBouncer's runs about once a second). */
 const JANITOR_INTERVAL_MS = 250;
+/** How often a shutdown looks whether it may finish (it waits on clients and servers, not on time). */
+const SHUTDOWN_POLL_MS = 50;
+
+export interface ProxyOptions {
+  /** RELOAD and SHUTDOWN: what the process owner does. By default RELOAD fails (no file to read) and SHUTDOWN stops this proxy. */
+  hooks?: Partial<ProcessHooks>;
+}
 
 export interface RunningProxy {
   port: number;
@@ -33,14 +43,18 @@ export interface RunningProxy {
   context: ProxyContext;
   close(): Promise<void>;
   /**
-   * Graceful shutdown: stop accepting (and /readyz answers 503), tell each
-   * pooled client to go at its next idle point, let session clients finish,
-   * then close() once no client is left or after `timeoutMs`.
+   * Graceful shutdown; either way it stops accepting (and /readyz answers 503)
+   * and ends in close(), after `timeoutMs` at the latest.
+   * - wait_for_clients (SIGTERM): each pooled client is told to go at its next
+   *   idle point, session clients finish; done once no client is left.
+   * - wait_for_servers (SIGINT): clients waiting for a server are told to go,
+   *   no new transaction starts; done once every server is released.
+   * - immediate: close() now.
    */
-  drain(timeoutMs: number): Promise<void>;
+  shutdown(mode: ShutdownMode, timeoutMs: number): Promise<void>;
 }
 
-export async function startProxy(config: Config, log: Logger): Promise<RunningProxy> {
+export async function startProxy(config: Config, log: Logger, options: ProxyOptions = {}): Promise<RunningProxy> {
   const worker = cluster.isWorker ? currentWorkerId() : 0;
   let listener: Listener | null = null;
   // With workers the primary keeps the one budget of the whole proxy; alone, this process does.
@@ -51,44 +65,71 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     config,
     log,
     tls: await TlsContextProvider.create(config, log),
-    authQuery: new AuthQuery(
-      {
-        user: config.auth_user,
-        password: config.auth_password,
-        query: config.auth_query,
-        cacheTtlMs: config.auth_cache_ttl * 1000,
-        cacheSize: config.auth_cache_size,
-        maxConcurrentLookups: config.auth_max_concurrent_lookups,
-        connectTimeoutMs: config.server_connect_timeout * 1000,
-      },
-      log.child({ component: 'auth_query' }),
-    ),
-    authThrottle: new AuthThrottle(
-      { limit: config.auth_failure_limit, windowMs: config.auth_failure_window * 1000, blockMs: config.auth_failure_block * 1000 },
-      log.child({ component: 'auth_throttle' }),
-    ),
+    authQuery: createAuthQuery(config, log),
+    authThrottle: createAuthThrottle(config, log),
     budget,
     pools: new PoolManager(log, budget),
     cancels: new CancelRegistry(
       cluster.isWorker ? currentWorkerId() : 0,
       cluster.isWorker ? (processId, secretKey) => process.send!({ type: 'pg-ingress:cancel', processId, secretKey }) : null,
     ),
-    parameters: new ParameterPolicy(config.track_extra_parameters, config.ignore_startup_parameters),
+    parameters: createParameterPolicy(config),
     clients: new Set(),
     stats: cluster.isWorker ? new WorkerCollector(snapshot) : new LocalCollector(snapshot),
     adminConsoles: 0,
+    operator: null as unknown as ProxyContext['operator'], // set below: it needs the context
   };
+  const hooks: ProcessHooks = {
+    loadConfig:
+      options.hooks?.loadConfig ??
+      (() => {
+        throw new ConfigError(['this proxy was started without a configuration source to read again']);
+      }),
+    shutdown: options.hooks?.shutdown ?? ((mode) => void running.shutdown(mode, context.config.shutdown_timeout * 1000)),
+  };
+  const workerOperator = cluster.isWorker ? new WorkerOperator((msg) => process.send!(msg)) : null;
+  context.operator = workerOperator ?? new LocalOperator(context, hooks, log);
+  /** Reloads the primary asked us to prepare, by request id. */
+  const preparedReloads = new Map<number, PreparedReload>();
   const onMessage = (msg: unknown): void => {
     // A cancel that reached another worker, relayed by the primary.
     if (isCancelMessage(msg)) context.cancels.forward(msg.processId, msg.secretKey);
     // The primary gathers every worker's statistics.
     else if (isMessage(msg, 'pg-ingress:stats-request')) process.send!({ type: 'pg-ingress:stats-reply', id: msg.id, snapshot: snapshot() });
+    else if (isMessage(msg, 'pg-ingress:control-reply')) workerOperator?.onReply(msg);
+    else if (isMessage(msg, 'pg-ingress:control')) void runControl(msg.id, msg.control);
+    else if (isMessage(msg, 'pg-ingress:reload-prepare')) {
+      prepareReload(context, freezeConfig(msg.config)).then(
+        (prepared) => {
+          preparedReloads.set(msg.id, prepared);
+          process.send!({ type: 'pg-ingress:reload-prepared', id: msg.id, error: null });
+        },
+        (err: Error) => process.send!({ type: 'pg-ingress:reload-prepared', id: msg.id, error: err.message }),
+      );
+    } else if (isMessage(msg, 'pg-ingress:reload-commit') || isMessage(msg, 'pg-ingress:reload-abort')) {
+      const prepared = preparedReloads.get(msg.id);
+      preparedReloads.delete(msg.id);
+      if (msg.type === 'pg-ingress:reload-commit') prepared?.commit();
+      else prepared?.abort();
+      process.send!({ type: 'pg-ingress:reload-done', id: msg.id });
+    } else if (isMessage(msg, 'pg-ingress:shutdown')) hooks.shutdown(msg.mode);
+  };
+  /** A control the primary relays to every worker; it answers when this worker is done. */
+  const runControl = async (id: number, control: Control): Promise<void> => {
+    let error: string | null = null;
+    try {
+      if (isLocalControl(control)) await applyControl(context, control, worker);
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    process.send!({ type: 'pg-ingress:control-done', id, error });
   };
   if (cluster.isWorker) process.on('message', onMessage);
   const janitor = setInterval(() => {
     const now = Date.now();
     context.pools.tick(now);
-    for (const client of context.clients) client.tick(now);
+    const timeouts = clientTimeouts(context.config);
+    for (const client of context.clients) client.tick(now, timeouts);
     context.authQuery.sweepExpired();
     context.authThrottle.sweepExpired();
   }, JANITOR_INTERVAL_MS);
@@ -104,6 +145,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
   const port = await clientListener.listen(config.listen_addr, config.listen_port, reusePort);
   log.info({ listen_addr: config.listen_addr, listen_port: port, reuse_port: reusePort }, 'pg-ingress listening');
   let closing = false;
+  let closed = false;
   const metricsAt: MetricsEndpoint | null =
     config.metrics_port === null ? null : { host: config.metrics_listen_addr, port: config.metrics_port, authToken: config.metrics_auth_token };
   // With workers the primary serves metrics for all of them; this tells it where, and the token.
@@ -113,17 +155,30 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     port,
     metricsPort: metrics?.port ?? null,
     context,
-    async drain(timeoutMs) {
+    async shutdown(mode, timeoutMs) {
       closing = true; // /readyz answers 503 from now on
       clientListener.stopAccepting();
-      for (const client of context.clients) client.drain();
       const deadline = Date.now() + timeoutMs;
-      while (context.clients.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-      if (context.clients.size > 0) log.warn({ clients: context.clients.size }, 'shutdown_timeout: closing the clients still connected');
+      let done = (): boolean => true;
+      if (mode === 'wait_for_clients') {
+        for (const client of context.clients) client.drain();
+        done = () => context.clients.size === 0;
+      } else if (mode === 'wait_for_servers') {
+        // As PgBouncer: PAUSE everything, and clients waiting for a server are not going to get one.
+        context.pools.pause(null);
+        for (const client of context.clients) if (client.isWaiting) client.kill(goingAway());
+        done = () => [...context.pools.all()].every((pool) => pool.total === 0);
+      }
+      while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_POLL_MS));
+      if (!done()) log.warn({ clients: context.clients.size, mode }, 'shutdown_timeout: closing what is still connected');
       await running.close();
     },
     async close() {
+      if (closed) return;
+      closed = true;
       closing = true; // /readyz answers 503 from now on
+      // Told why, not just cut off: a driver reconnects to another replica.
+      for (const client of [...context.clients]) client.kill(goingAway());
       clearInterval(janitor);
       stopStatsPeriod();
       stopStatsLog?.();

@@ -6,10 +6,14 @@ import type { Config } from '../config/index.js';
 import { emptyQueryResponse } from '../protocol/backend.js';
 import { PgError, SqlState } from '../protocol/pg-error.js';
 import type { ClusterStats } from '../stats/merge.js';
+import { isControlVerb, type Operator } from '../control/control.js';
+import { runControl } from './controls.js';
 import { isShowCommand, show } from './show.js';
 
 export interface CommandContext {
   config: Config;
+  /** Runs PAUSE, RELOAD, … across every worker. */
+  operator: Operator;
   /** Every worker's statistics, merged. */
   stats: () => Promise<ClusterStats>;
   /** In admin_users (else only in stats_users). */
@@ -23,18 +27,7 @@ const SYNTAX_ERROR = '42601';
 
 /** PgBouncer commands pg-ingress does not have, and why. */
 const UNSUPPORTED: Readonly<Record<string, string>> = {
-  RELOAD: 'configuration is read once at start; restart to change it (TLS certificates reload by themselves)',
-  PAUSE: 'pausing is not implemented',
-  RESUME: 'pausing is not implemented',
-  SUSPEND: 'online restart is not implemented; run replicas and roll them',
-  SHUTDOWN: 'send SIGTERM to the process instead',
-  KILL: 'not implemented',
-  KILL_CLIENT: 'not implemented',
-  RECONNECT: 'not implemented; server connections are renewed by server_lifetime',
-  DISABLE: 'not implemented',
-  ENABLE: 'not implemented',
-  WAIT_CLOSE: 'not implemented',
-  SET: 'settings cannot be changed at run time',
+  SUSPEND: 'online restart (handing sockets to a new process) is not implemented; run replicas and roll them, SIGTERM drains one',
 };
 
 /** Answers one statement of a simple Query (its text, without the trailing semicolon). */
@@ -46,6 +39,10 @@ export async function runCommand(statement: string, ctx: CommandContext): Promis
     const what = (words[1] ?? '').toUpperCase();
     if (words.length === 2 && isShowCommand(what)) return show(what, ctx);
     return invalid(statement);
+  }
+  if (isControlVerb(verb)) {
+    if (!ctx.isAdmin) return error(SqlState.insufficientPrivilege, 'admin access needed', `${verb} needs a user in admin_users; stats_users may only use SHOW`);
+    return runControl(statement, ctx.operator);
   }
   if (verb in UNSUPPORTED) {
     if (!ctx.isAdmin) return error(SqlState.insufficientPrivilege, 'admin access needed', `${verb} needs a user in admin_users; stats_users may only use SHOW`);

@@ -43,12 +43,12 @@ export interface ConsoleHooks {
 export async function serveAdminConsole(proxy: ProxyContext, startup: Startup, baseLog: ConnLogger, hooks: ConsoleHooks): Promise<string> {
   const { config } = proxy;
   const { user, log } = checkStartup(proxy, startup, baseLog);
-  // There is no server behind the console: users are looked up where auth_dbname points (PgBouncer needs it too).
-  const lookupIn = config.auth_dbname ?? 'postgres';
+  // There is no server behind the console: users are looked up where auth_dbname points, else in the first database entry.
+  const lookupIn = consoleLookupDatabase(config);
   const target = route(config, lookupIn);
   if (!target) {
     log.error({ auth_dbname: config.auth_dbname }, `admin console login: cannot look users up, database "${lookupIn}" is not in the DSN map; set auth_dbname to a database entry whose server has the auth_query function`);
-    throw fatal(SqlState.connectionFailure, 'pg-ingress cannot authenticate admin console users: auth_dbname does not name a database entry', {
+    throw fatal(SqlState.connectionFailure, `pg-ingress cannot authenticate admin console users: no database entry to run auth_query in ("${lookupIn}")`, {
       hint: 'this is a proxy configuration problem; the operator finds the exact cause in the pg-ingress log',
     });
   }
@@ -67,10 +67,20 @@ export async function serveAdminConsole(proxy: ProxyContext, startup: Startup, b
   logLogin(proxy.config, log, { db: ADMIN_DATABASE, user, tls: tlsDescription(startup.tls) });
   proxy.adminConsoles++;
   try {
-    return await serve(socket, frames, { config, isAdmin, stats: () => proxy.stats.collect(), statsPeriodSeconds: config.stats_period }, (err) => logPoolerError(proxy.config, log, err), log);
+    return await serve(socket, frames, { get config() { return proxy.config; }, operator: proxy.operator, isAdmin, stats: () => proxy.stats.collect(), statsPeriodSeconds: config.stats_period }, (err) => logPoolerError(proxy.config, log, err), log);
   } finally {
     proxy.adminConsoles--;
   }
+}
+
+/**
+ * Where console users are looked up: auth_dbname, else the first database
+ * entry (PgBouncer needs auth_dbname; the shipped configuration then works as
+ * it is), else "postgres" through the '*' entry.
+ */
+export function consoleLookupDatabase(config: ProxyContext['config']): string {
+  if (config.auth_dbname !== null) return config.auth_dbname;
+  return Object.keys(config.databases).find((name) => name !== '*') ?? 'postgres';
 }
 
 /** ParameterStatus as PgBouncer's console reports them, a BackendKeyData (cancel does nothing here), ReadyForQuery. */

@@ -2,7 +2,10 @@
 // check a configuration.
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config/index.js';
+import { ConfigError, loadConfig, type Config } from '../config/index.js';
+import { listenForSignals } from '../control/signals.js';
+import { ShutdownRequests } from '../control/shutdown-requests.js';
+import { configFromPrimary } from '../workers/worker-config.js';
 import { createLogger, logFormat } from '../log/logger.js';
 import { initSql } from './init-sql.js';
 import { runPrimary } from '../workers/primary.js';
@@ -26,6 +29,7 @@ export async function main(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       'auth-user': { type: 'string' },
       'auth-role': { type: 'string' },
+      userlist: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -38,9 +42,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(initSql({ authUser: values['auth-user'] ?? 'pgbouncer', authRole: values['auth-role'] ?? 'pgbouncer_auth' }));
     return 0;
   }
+  const file = values.config ?? null;
+  if (command === 'run' && cluster.isWorker) return runProxy(await configFromPrimary(), null);
   let config;
   try {
-    config = loadConfig({ file: values.config ?? null, env: process.env });
+    config = loadConfig({ file, env: process.env });
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`pg-ingress: ${err.message}`);
@@ -49,6 +55,7 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   }
   if (command === 'check') {
+    for (const notice of config.notices) console.error(`pg-ingress: warning: ${notice}`);
     console.log(`configuration OK: ${Object.keys(config.databases).length} database entries, listening on ${config.listen_addr}:${config.listen_port}`);
     return 0;
   }
@@ -59,27 +66,38 @@ export async function main(argv: string[]): Promise<number> {
   const workers = config.workers === 0 ? defaultWorkerCount() : config.workers;
   if (workers > 1 && cluster.isPrimary) {
     cluster.setupPrimary({ execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS) });
-    return runPrimary(Math.min(workers, MAX_WORKER_ID), createLogger(config.log_level, undefined, logFormat(config.log_format)));
+    const log = createLogger(config.log_level, undefined, logFormat(config.log_format));
+    for (const notice of config.notices) log.warn(notice);
+    return runPrimary({ count: Math.min(workers, MAX_WORKER_ID), config, loadConfig: () => loadConfig({ file, env: process.env }), log });
   }
+  return runProxy(config, () => loadConfig({ file, env: process.env }));
+}
+
+/** Runs the proxy in this process until a shutdown; `reload` is null in a worker (the primary reads the configuration). */
+async function runProxy(config: Config, reload: (() => Config) | null): Promise<number> {
   const log = createLogger(config.log_level, undefined, logFormat(config.log_format)).child(cluster.isWorker ? { worker: currentWorkerId() } : {});
   installSafetyNet(log);
+  // Said once, by the process that read the configuration (a worker's comes from the primary).
+  if (reload) for (const notice of config.notices) log.warn(notice);
   if (config.auth_password === null) log.warn({ auth_user: config.auth_user }, 'no auth_password configured: auth_query will only work if the server trusts auth_user');
   // Loaded here, not at the top: a primary never runs the proxy and stays small without it.
   const { startProxy } = await import('../proxy.js');
-  const proxy = await startProxy(config, log);
-  // SIGTERM drains (clients finish, up to shutdown_timeout); SIGINT, or a second signal, closes at once.
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+  const shutdowns = new ShutdownRequests();
+  const proxy = await startProxy(config, log, {
+    hooks: {
+      ...(reload ? { loadConfig: reload } : {}),
+      shutdown: (mode) => shutdowns.request(mode, false),
+    },
   });
-  if (signal === 'SIGTERM') {
-    log.info({ signal, shutdown_timeout: config.shutdown_timeout }, 'shutting down: letting clients finish');
-    const now = new Promise<void>((resolve) => {
-      process.once('SIGTERM', () => resolve());
-      process.once('SIGINT', () => resolve());
-    });
-    await Promise.race([proxy.drain(config.shutdown_timeout * 1000), now]);
-  } else log.info({ signal }, 'shutting down');
+  const { operator } = proxy.context;
+  const signals = listenForSignals(shutdowns, reload ? (control) => void operator.run(control).then((o) => log.info({ ...o }, `${control.kind} done`)) : null, log);
+  const mode = await shutdowns.first();
+  // shutdown_timeout as it is now: a reload may have changed it.
+  const timeoutMs = proxy.context.config.shutdown_timeout * 1000;
+  log.info({ mode, shutdown_timeout: timeoutMs / 1000 }, mode === 'wait_for_clients' ? 'shutting down: letting clients finish' : mode === 'wait_for_servers' ? 'shutting down: letting transactions finish' : 'shutting down');
+  await Promise.race([proxy.shutdown(mode, timeoutMs), shutdowns.immediate()]);
   await proxy.close();
+  signals.stop();
   return 0;
 }
+

@@ -158,11 +158,6 @@ export class Listener {
         maxMessage: proxy.config.max_packet_size,
         id: conn,
         connectedAt: Date.now(),
-        timeouts: {
-          queryTimeoutMs: proxy.config.query_timeout * 1000,
-          idleTransactionTimeoutMs: proxy.config.idle_transaction_timeout * 1000,
-          clientIdleTimeoutMs: proxy.config.client_idle_timeout * 1000,
-        },
         onEnd: (reason, told) => {
           proxy.cancels.unregister(keys.processId);
           proxy.clients.delete(client);

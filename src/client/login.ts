@@ -47,13 +47,17 @@ export async function login(proxy: ProxyContext, startup: Startup, baseLog: Conn
   const { user, database, wanted, log } = checkStartup(proxy, startup, baseLog);
   const target = route(config, database);
   if (!target) throw fatal(SqlState.invalidCatalogName, `database "${database}" does not exist`);
+  if (proxy.pools.isDisabled(database)) {
+    throw fatal(SqlState.objectNotInPrerequisiteState, `database "${database}" is not currently accepting connections`, { detail: 'DISABLE on the pg-ingress admin console; ENABLE lets clients in again' });
+  }
   const { frames, credentials } = await authenticate(proxy, startup, user, database, target, log);
 
   // A user's pool_mode wins over its database's, as in PgBouncer.
   const userEntry = config.users[user];
-  const mode = userEntry?.pool_mode ?? target.poolMode;
   const address = { host: target.host, port: target.port, dbname: target.dbname, user };
-  const pool = proxy.pools.get(database, address, poolSettings(config, target.entry, user, mode));
+  const pool = proxy.pools.get(database, address, poolSettings(config, target.entry, user, userEntry?.pool_mode ?? target.poolMode));
+  // The pool's mode, not the configuration's: after a reload that changed it, the pool switches once its clients have left.
+  const mode = pool.mode;
   pool.setCredentials(credentials);
   // Transaction and statement pooling: a login the pool's last server login can answer takes no server,
   // so it never waits behind busy clients (PgBouncer's cached welcome). The first query waits as any does.

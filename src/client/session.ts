@@ -21,7 +21,7 @@
 // Hot path: client chunks are framed only to find boundaries (and the few
 // messages pooling rewrites); contiguous frames go upstream in one write.
 import type { Duplex } from 'node:stream';
-import type { PoolMode } from '../config/index.js';
+import type { Config, PoolMode } from '../config/index.js';
 import type { ConnLogger } from '../log/logger.js';
 import { FrameBatch } from '../protocol/frame-batch.js';
 import { Framer, FrameLengthError, FrameTooLargeError, type FrameSink } from '../protocol/framer.js';
@@ -60,10 +60,14 @@ export interface ClientTimeouts {
   clientIdleTimeoutMs: number;
 }
 
+/** The configuration's client timeouts; the janitor reads them each round, so a reload applies them at once. */
+export function clientTimeouts(config: Pick<Config, 'query_timeout' | 'idle_transaction_timeout' | 'client_idle_timeout'>): ClientTimeouts {
+  return { queryTimeoutMs: config.query_timeout * 1000, idleTransactionTimeoutMs: config.idle_transaction_timeout * 1000, clientIdleTimeoutMs: config.client_idle_timeout * 1000 };
+}
+
 export interface SessionEnv {
   log: ConnLogger;
   mode: PoolMode;
-  timeouts: ClientTimeouts;
   /** Run server_reset_query when a server goes back to the pool (session mode, or server_reset_query_always). */
   resetOnRelease: boolean;
   /** Statement renaming for transaction/statement pooling; null to pass statements through. */
@@ -144,6 +148,11 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     if (this.state === ClientState.Idle && this.env.mode !== 'session') this.fail(goingAway());
   }
   private draining = false;
+
+  /** KILL on the admin console: told why, then closed; a server it held is closed unless clean. */
+  kill(err: PgError): void {
+    this.fail(err);
+  }
 
   get lastRequestAt(): number {
     return this.lastActivity;
@@ -496,9 +505,8 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
 
   // --- timeouts (called by the janitor)
 
-  tick(now: number): void {
+  tick(now: number, t: ClientTimeouts): void {
     if (this.state === ClientState.Ended || this.state === ClientState.Waiting || this.state === ClientState.Capturing) return;
-    const t = this.env.timeouts;
     if (t.queryTimeoutMs > 0 && this.busySince > 0 && now - this.busySince > t.queryTimeoutMs) {
       this.fail(fatal(SqlState.queryCanceled, 'query_timeout: query ran longer than query_timeout', { hint: 'raise query_timeout, or set a server-side statement_timeout below it' }));
     } else if (t.idleTransactionTimeoutMs > 0 && this.idleInTransactionSince > 0 && now - this.idleInTransactionSince > t.idleTransactionTimeoutMs) {
@@ -555,6 +563,6 @@ function clientError(err: unknown, log: ConnLogger): PgError {
 }
 
 /** What a pooled client is told at its idle point when the proxy shuts down (PgBouncer ≥ 1.23 waits for clients too). */
-function goingAway(): PgError {
+export function goingAway(): PgError {
   return fatal(SqlState.adminShutdown, 'pg-ingress is shutting down', { hint: 'reconnect: another instance will serve you' });
 }

@@ -2,7 +2,8 @@
 // unused for autodb_idle_timeout (so pools, and the credentials they keep, do
 // not pile up). The limits they share (max_db_connections per database,
 // max_user_connections per user, and every limit across workers) are the
-// budget's (budget/budget.ts).
+// budget's (budget/budget.ts). PAUSE and DISABLE are kept here per database
+// (or for all), so that a pool made while paused starts paused.
 import type { Budget } from '../budget/budget.js';
 import type { Logger } from '../log/logger.js';
 import { Pool, type PoolSettings } from './pool.js';
@@ -10,6 +11,11 @@ import type { ServerAddress } from './server.js';
 
 export class PoolManager {
   private readonly pools = new Map<string, Pool>();
+  /** PAUSE without a database. */
+  private pausedAll = false;
+  private readonly pausedDatabases = new Set<string>();
+  /** DISABLE db: new clients of these databases are refused. */
+  private readonly disabledDatabases = new Set<string>();
 
   constructor(
     private readonly log: Logger,
@@ -23,6 +29,7 @@ export class PoolManager {
     let pool = this.pools.get(key);
     if (!pool) {
       pool = new Pool(database, address, settings, this.budget, this.log.child({ pool: `${database}/${address.user}` }));
+      if (this.isPaused(database)) pool.pause();
       this.pools.set(key, pool);
     }
     return pool;
@@ -35,6 +42,45 @@ export class PoolManager {
 
   all(): IterableIterator<Pool> {
     return this.pools.values();
+  }
+
+  /** The pools of `database`, or all of them (null). */
+  *of(database: string | null): Generator<Pool> {
+    for (const pool of this.pools.values()) if (database === null || pool.database === database) yield pool;
+  }
+
+  /** PAUSE [db]: this worker's pools of it hold new transactions; pools made later start paused. */
+  pause(database: string | null): void {
+    if (database === null) this.pausedAll = true;
+    else this.pausedDatabases.add(database);
+    for (const pool of this.of(database)) pool.pause();
+  }
+
+  /** RESUME [db]; RESUME alone resumes every database. */
+  resume(database: string | null): void {
+    if (database === null) {
+      this.pausedAll = false;
+      this.pausedDatabases.clear();
+    } else this.pausedDatabases.delete(database);
+    for (const pool of this.of(database)) if (!this.isPaused(pool.database)) pool.resume();
+  }
+
+  isPaused(database: string): boolean {
+    return this.pausedAll || this.pausedDatabases.has(database);
+  }
+
+  /** Paused as a whole (SHOW STATE). */
+  get allPaused(): boolean {
+    return this.pausedAll;
+  }
+
+  setDisabled(database: string, disabled: boolean): void {
+    if (disabled) this.disabledDatabases.add(database);
+    else this.disabledDatabases.delete(database);
+  }
+
+  isDisabled(database: string): boolean {
+    return this.disabledDatabases.has(database);
   }
 
   /** The janitor's round: each pool's timers, then pools unused too long are dropped (get() makes them anew). */

@@ -7,6 +7,12 @@
 //                   it until that cancel is over, or the cancel could hit the
 //                   next client's query (PgBouncer's sv_being_canceled)
 // It moves in acquire/release/discard, the cancel's end and the janitor's tick only.
+//
+// Operators steer a pool from the admin console (control/): pause() holds new
+// transactions and closes servers as they come back (PAUSE), reconnect() marks
+// every server to be closed when it is next free (RECONNECT, a reload that
+// changed the database's address: PgBouncer's close_needed), reconfigure()
+// applies reloaded settings.
 import type { PoolTerms, SlotKind } from '../budget/ledger.js';
 import type { PoolMode } from '../config/index.js';
 import type { Logger } from '../log/logger.js';
@@ -120,17 +126,29 @@ export class Pool {
   private lastLoginError: Error | null = null;
   /** Servers in `active` running server_reset_query or server_check_query (PgBouncer's sv_tested). */
   private testing = 0;
+  /** PAUSE: no server is handed out or opened, and servers coming back are closed. */
+  private paused = false;
+  /** Servers to close when next free (close_needed); bumping `generation` marks those being opened too. */
+  private readonly stale = new Set<ServerConnection>();
+  private generation = 0;
+  /** Reloaded settings with another pool_mode: applied once the pool's current clients have left (their sessions run in the old mode). */
+  private pendingSettings: PoolSettings | null = null;
   /** SHOW STATS counters, bumped by the clients of this pool. */
   readonly stats = new PoolCounters();
 
   constructor(
     readonly database: string,
-    readonly address: ServerAddress,
-    private readonly settings: PoolSettings,
+    private currentAddress: ServerAddress,
+    private settings: PoolSettings,
     private readonly limits: PoolLimits,
     private readonly log: Logger,
   ) {
-    this.key = `${database}\0${address.user}`;
+    this.key = `${database}\0${currentAddress.user}`;
+  }
+
+  /** Where new servers connect (a reload may change it; the user never changes). */
+  get address(): ServerAddress {
+    return this.currentAddress;
   }
 
   get name(): string {
@@ -160,6 +178,72 @@ export class Pool {
   clientLeft(): void {
     if (this.clients > 0) this.clients--;
     this.lastInUseAt = Date.now();
+    if (this.clients === 0 && this.pendingSettings) this.reconfigure(this.pendingSettings, this.currentAddress);
+  }
+
+  /** Clients logged in to this pool now. */
+  get clientCount(): number {
+    return this.clients;
+  }
+
+  /**
+   * Reloaded settings. A new address closes every server when it is next free.
+   * A new pool_mode waits until no client is left: each session runs in the
+   * mode it logged in with, and the servers' statement renaming follows the mode.
+   */
+  reconfigure(settings: PoolSettings, address: ServerAddress): void {
+    const { connect } = this.settings; // how servers are opened is not configuration (tests give a fake)
+    const next = { ...settings, connect: settings.connect ?? connect };
+    if (next.mode !== this.settings.mode && this.clients > 0) {
+      this.pendingSettings = next;
+      this.settings = { ...next, mode: this.settings.mode, maxPrepared: this.settings.maxPrepared };
+    } else {
+      const modeChanged = next.mode !== this.settings.mode;
+      this.pendingSettings = null;
+      this.settings = next;
+      if (modeChanged) this.reconnect();
+    }
+    if (!sameTarget(address, this.currentAddress)) {
+      this.currentAddress = address;
+      this.reconnect();
+    }
+    this.pump();
+    this.fill();
+  }
+
+  /** RECONNECT: every server open or being opened now is closed when it is next free; new ones replace them. */
+  reconnect(): void {
+    this.generation++;
+    for (const s of this.active) this.stale.add(s);
+    for (const s of this.beingCanceled) this.stale.add(s);
+    for (const s of this.idle.splice(0)) this.close(s);
+  }
+
+  /** Servers marked by reconnect() that are still open (WAIT_CLOSE waits for none). */
+  get closeNeededCount(): number {
+    return this.stale.size;
+  }
+
+  /** This server will be closed when it is next free (SHOW SERVERS' close_needed). */
+  isCloseNeeded(server: ServerConnection): boolean {
+    return this.stale.has(server);
+  }
+
+  /** PAUSE: hold every new transaction (waiters queue as for a busy pool) and close servers as they come back. */
+  pause(): void {
+    this.paused = true;
+    for (const s of this.idle.splice(0)) this.close(s);
+  }
+
+  /** RESUME: hand out servers again. */
+  resume(): void {
+    this.paused = false;
+    this.pump();
+    this.fill();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
   }
 
   /** Has a client, a server (open, opening or held) or a waiter: the manager keeps it. */
@@ -203,7 +287,7 @@ export class Pool {
    * waiting (FIFO), nothing is idle, or the server needs its check first.
    */
   takeIdleNow(): ServerConnection | null {
-    if (this.waiters.length > 0) return null;
+    if (this.waiters.length > 0 || this.paused) return null;
     const server = this.takeIdle();
     if (!server) return null;
     if (this.needsCheck(server)) {
@@ -225,7 +309,7 @@ export class Pool {
 
   /** A server back from a client: closed if it must not be reused, held while a cancel for it is in flight, else reset (if asked) and made idle. */
   private reuse(server: ServerConnection, reset: boolean): void {
-    if (this.closed || !server.reusable || server.expiresAt <= Date.now()) {
+    if (this.closed || this.paused || this.stale.has(server) || !server.reusable || server.expiresAt <= Date.now()) {
       this.close(server);
       return;
     }
@@ -355,7 +439,7 @@ export class Pool {
       if (kind === 'demand' && this.askedDemand > 0) this.askedDemand--;
       else if (kind === 'fill' && this.askedFill > 0) this.askedFill--;
       const wanted = this.waiters.length > this.connecting || this.total < Math.min(this.settings.minSize, this.settings.size);
-      if (!this.closed && this.credentials && wanted) this.open();
+      if (!this.closed && !this.paused && this.credentials && wanted) this.open();
     }
     this.limits.released(this);
   }
@@ -368,7 +452,7 @@ export class Pool {
   private makeIdle(server: ServerConnection): void {
     // Closed meanwhile, finished its reset or login after closeAll, or wanted elsewhere. A new server
     // always serves a waiter here first: yielding it unused could pass one slot back and forth forever.
-    if (server.closed || this.closed || (server.used && this.limits.shouldYield(this))) {
+    if (server.closed || this.closed || this.paused || this.stale.has(server) || (server.used && this.limits.shouldYield(this))) {
       this.close(server);
       return;
     }
@@ -377,6 +461,7 @@ export class Pool {
   }
 
   private close(server: ServerConnection): void {
+    this.stale.delete(server);
     server.close();
     this.limits.released(this);
     this.pump();
@@ -391,6 +476,7 @@ export class Pool {
   }
 
   private pump(): void {
+    if (this.paused) return;
     while (this.waiters.length > 0) {
       const server = this.takeIdle();
       if (!server) break;
@@ -429,7 +515,7 @@ export class Pool {
 
   /** Opens servers up to min_pool_size once credentials are known. */
   private fill(): void {
-    if (!this.credentials || Date.now() < this.retryAt) return;
+    if (!this.credentials || this.paused || Date.now() < this.retryAt) return;
     const count = Math.min(this.settings.minSize, this.settings.size) - this.total - this.askedDemand - this.askedFill;
     if (count <= 0) return;
     this.askedFill += count;
@@ -485,8 +571,9 @@ export class Pool {
     const credentials = this.credentials;
     if (!credentials) return;
     this.connecting++;
+    const generation = this.generation;
     const connect = this.settings.connect ?? ServerConnection.connect;
-    connect(this.address, credentials, this.settings.connectTimeoutMs, this.settings.maxPrepared, { ...this.settings.server, checkSuperuserMembership: this.settings.checkSuperuserMembership === true }).then(
+    connect(this.currentAddress, credentials, this.settings.connectTimeoutMs, this.settings.maxPrepared, { ...this.settings.server, checkSuperuserMembership: this.settings.checkSuperuserMembership === true }).then(
       (server) => {
         this.connecting--;
         this.retryAt = 0;
@@ -495,6 +582,7 @@ export class Pool {
         // Each new server refreshes it: a changed role or default shows within server_lifetime.
         this.welcome = { params: server.initialParams, superuser: server.initialParams.get('is_superuser') === 'on', superuserMember: server.superuserMember === true };
         server.stream.on('close', () => this.forget(server));
+        if (generation !== this.generation) this.stale.add(server); // RECONNECT while it logged in
         this.log.debug({ server: server.id }, 'server connection opened');
         if (server.connectQueryError) this.log.warn({ server: server.id, err: server.connectQueryError }, 'connect_query failed; the server is used anyway, as in PgBouncer');
         this.makeIdle(server);
@@ -513,6 +601,7 @@ export class Pool {
   }
 
   private forget(server: ServerConnection): void {
+    this.stale.delete(server);
     const i = this.idle.indexOf(server);
     if (i >= 0) this.idle.splice(i, 1);
     const held = this.active.delete(server) || this.beingCanceled.delete(server);
@@ -539,6 +628,11 @@ export class Pool {
     if (err) waiter.reject(err);
     else waiter.resolve(server!);
   }
+}
+
+/** Same server to connect to: everything but the user (which names the pool). */
+function sameTarget(a: ServerAddress, b: ServerAddress): boolean {
+  return JSON.stringify({ ...a, user: '' }) === JSON.stringify({ ...b, user: '' });
 }
 
 const shuttingDown = (): PgError => new PgError({ severity: 'FATAL', code: SqlState.adminShutdown, message: 'pg-ingress is shutting down' });

@@ -18,7 +18,9 @@ export const SqlState = {
   idleSessionTimeout: '57P05',
   adminShutdown: '57P01',
   cannotConnectNow: '57P03',
+  objectNotInPrerequisiteState: '55000',
   configurationError: 'F0000',
+  invalidParameterValue: '22023',
   internalError: 'XX000',
 } as const;
 

@@ -1,4 +1,6 @@
 // What workers and the primary say to each other.
+import type { Config } from '../config/index.js';
+import type { Control, ControlOutcome, ShutdownMode } from '../control/control.js';
 import type { MetricsEndpoint } from '../metrics/endpoint.js';
 import type { WorkerSnapshot } from '../stats/snapshot.js';
 
@@ -50,7 +52,79 @@ export interface WorkerReady {
   metrics: MetricsEndpoint | null;
 }
 
-type Message = CancelMessage | StatsRequest | StatsReply | ClusterStatsRequest | ClusterStatsReply | WorkerReady;
+// Configuration and controls. The primary reads the configuration and hands it
+// to each worker at start (config-request → config). A worker's console sends a
+// control to the primary (control-request → control-reply); the primary has
+// every worker apply it (control → control-done), or, for RELOAD and SET,
+// prepares the new configuration in all of them and commits it only if every
+// one could (reload-prepare → reload-prepared, then reload-commit or
+// reload-abort → reload-done). shutdown asks a worker to stop as a signal would.
+
+export interface ConfigRequest {
+  type: 'pg-ingress:config-request';
+}
+export interface ConfigMessage {
+  type: 'pg-ingress:config';
+  config: Config;
+}
+export interface ControlRequest {
+  type: 'pg-ingress:control-request';
+  id: number;
+  control: Control;
+}
+export interface ControlReply {
+  type: 'pg-ingress:control-reply';
+  id: number;
+  outcome: ControlOutcome;
+}
+export interface ControlMessage {
+  type: 'pg-ingress:control';
+  id: number;
+  control: Control;
+}
+export interface ControlDone {
+  type: 'pg-ingress:control-done';
+  id: number;
+  error: string | null;
+}
+export interface ReloadPrepare {
+  type: 'pg-ingress:reload-prepare';
+  id: number;
+  config: Config;
+}
+export interface ReloadPrepared {
+  type: 'pg-ingress:reload-prepared';
+  id: number;
+  error: string | null;
+}
+export interface ReloadDone {
+  type: 'pg-ingress:reload-done';
+  id: number;
+}
+export interface ShutdownMessage {
+  type: 'pg-ingress:shutdown';
+  mode: ShutdownMode;
+}
+
+type Message =
+  | CancelMessage
+  | StatsRequest
+  | StatsReply
+  | ClusterStatsRequest
+  | ClusterStatsReply
+  | WorkerReady
+  | ConfigRequest
+  | ConfigMessage
+  | ControlRequest
+  | ControlReply
+  | ControlMessage
+  | ControlDone
+  | ReloadPrepare
+  | ReloadPrepared
+  | { type: 'pg-ingress:reload-commit'; id: number }
+  | { type: 'pg-ingress:reload-abort'; id: number }
+  | ReloadDone
+  | ShutdownMessage;
 
 export function isMessage<T extends Message['type']>(msg: unknown, type: T): msg is Extract<Message, { type: T }> {
   return typeof msg === 'object' && msg !== null && (msg as { type?: unknown }).type === type;

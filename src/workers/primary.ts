@@ -2,18 +2,36 @@
 // listening port (node:cluster), keeps the one budget of server and client
 // slots they all draw from (budget/host.ts), restarts one that dies (its slots
 // are free at once), relays cancel requests to the worker that owns the key,
-// serves the metrics endpoint with every worker's statistics merged, and stops
-// them all on SIGTERM.
+// serves the metrics endpoint with every worker's statistics merged, holds the
+// configuration and runs controls across the workers (control-relay.ts), and
+// stops them all on a signal, killing any that outlast shutdown_timeout.
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
+import type { Config } from '../config/index.js';
+import type { ShutdownMode } from '../control/control.js';
+import { ShutdownRequests } from '../control/shutdown-requests.js';
 import type { Logger } from '../log/logger.js';
 import type { MetricsEndpoint, MetricsServer } from '../metrics/server.js';
 import { BudgetHost } from '../budget/host.js';
 import { isToLedger } from '../budget/messages.js';
 import { PrimaryCollector } from '../stats/collector.js';
+import { listenForSignals } from '../control/signals.js';
+import { ControlRelay } from './control-relay.js';
 import { isCancelMessage, isMessage, workerOfProcessId } from './messages.js';
 
-export async function runPrimary(count: number, log: Logger): Promise<number> {
+/** How long past shutdown_timeout the primary waits for a worker before killing it. */
+const WORKER_EXIT_GRACE_MS = 5000;
+
+export interface PrimaryOptions {
+  count: number;
+  config: Config;
+  /** Reads the configuration again for a reload; throws ConfigError. */
+  loadConfig: () => Config;
+  log: Logger;
+}
+
+/** Runs until every worker has stopped; the exit code is 1 if one had to be killed. */
+export async function runPrimary({ count, config, loadConfig, log }: PrimaryOptions): Promise<number> {
   // Shared so that a client resuming a TLS session may land on any worker.
   const ticketKeys = randomBytes(48).toString('base64');
   const workers = new Map<number, Worker>();
@@ -26,6 +44,8 @@ export async function runPrimary(count: number, log: Logger): Promise<number> {
     const worker = workers.get(id);
     if (worker?.isConnected()) worker.send(msg);
   });
+  const shutdowns = new ShutdownRequests();
+  const relay = new ControlRelay(config, { workers: () => workers.values(), loadConfig, shutdown: (mode) => shutdowns.request(mode, false), log });
 
   // The primary does not read the configuration: the first worker to listen says where metrics go.
   const startMetrics = (where: MetricsEndpoint): void => {
@@ -48,6 +68,8 @@ export async function runPrimary(count: number, log: Logger): Promise<number> {
     worker.on('message', (msg: unknown) => {
       if (isToLedger(msg)) {
         if (workers.get(id) === worker) budget.onMessage(id, msg);
+      } else if (relay.onMessage(worker, msg)) {
+        // configuration and controls
       } else if (isCancelMessage(msg)) {
         const owner = workers.get(workerOfProcessId(msg.processId));
         if (owner && owner !== worker) owner.send(msg);
@@ -78,32 +100,38 @@ export async function runPrimary(count: number, log: Logger): Promise<number> {
   for (let id = 1; id <= count; id++) fork(id);
   log.info({ workers: count }, 'pg-ingress primary started its workers');
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const stop = (signal: NodeJS.Signals): void => {
-      log.info({ signal }, 'shutting down workers');
-      stopping = true; // /readyz answers 503 from now on
-      resolve(signal);
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
-  // Workers drain on SIGTERM (up to shutdown_timeout); a second signal here makes them close at once.
-  const hurry = (): void => {
-    for (const w of workers.values()) w.process.kill('SIGINT');
+  const signals = listenForSignals(shutdowns, (control) => void relay.run(control).then((o) => log.info({ ...o }, `${control.kind} done`)), log);
+  const mode = await shutdowns.first();
+  log.info({ mode }, 'shutting down workers');
+  stopping = true; // /readyz answers 503 from now on
+  const tell = (m: ShutdownMode): void => {
+    for (const w of workers.values()) if (w.isConnected()) w.send({ type: 'pg-ingress:shutdown', mode: m });
   };
-  process.once('SIGTERM', hurry);
-  process.once('SIGINT', hurry);
+  tell(mode);
+  void shutdowns.immediate().then(() => tell('immediate'));
+  // A worker that outlasts its own shutdown_timeout is stuck: it is killed, and the exit code says so.
+  const boundMs = relay.config.shutdown_timeout * 1000 + WORKER_EXIT_GRACE_MS;
+  let killed = 0;
   await Promise.all(
     [...workers.values()].map(
       (w) =>
         new Promise<void>((resolve) => {
-          w.once('exit', () => resolve());
-          w.process.kill(signal); // SIGTERM: drain; SIGINT: close at once
+          if (w.process.exitCode !== null || w.process.signalCode !== null) return resolve();
+          const timer = setTimeout(() => {
+            killed++;
+            log.error({ worker: w.id, waited_ms: boundMs }, 'worker did not stop in time; killing it');
+            w.process.kill('SIGKILL');
+          }, boundMs);
+          w.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
         }),
     ),
   );
+  signals.stop();
   budget.close();
   const server = await (metrics as Promise<MetricsServer | null> | null);
   await server?.close();
-  return 0;
+  return killed > 0 ? 1 : 0;
 }

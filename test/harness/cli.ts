@@ -16,7 +16,7 @@ export interface CliProxy {
   child: ChildProcess;
   /** Everything the process wrote so far. */
   output(): string;
-  /** SIGINT (close at once; SIGTERM would drain for shutdown_timeout), then waits for the exit. */
+  /** SIGQUIT (close at once; SIGTERM would drain for shutdown_timeout, SIGINT wait for servers), then waits for the exit. */
   stop(): Promise<void>;
 }
 
@@ -75,7 +75,7 @@ export async function startCliProxy(opts: {
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGINT');
+      child.kill('SIGQUIT');
       await exited;
     },
   };

@@ -128,9 +128,17 @@ describe('bad input gets a clean error and the console stays usable', () => {
     });
   });
 
-  it('PAUSE (not implemented): 0A000 with the reason', async () => {
+  it('SUSPEND (not implemented): 0A000 with the reason', async () => {
     await withClient(admin(), async (c) => {
-      await expect(c.query('PAUSE')).rejects.toMatchObject({ code: '0A000', message: 'PAUSE is not supported by pg-ingress' });
+      await expect(c.query('SUSPEND')).rejects.toMatchObject({ code: '0A000', message: 'SUSPEND is not supported by pg-ingress' });
+    });
+  });
+
+  it('a control with bad arguments: 42601 naming the usage', async () => {
+    await withClient(admin(), async (c) => {
+      await expect(c.query('DISABLE')).rejects.toMatchObject({ code: '42601', message: 'DISABLE needs one database name' });
+      await expect(c.query('SHUTDOWN NOW')).rejects.toMatchObject({ code: '42601' });
+      await expect(c.query('KILL_CLIENT abc')).rejects.toMatchObject({ code: '42601' });
     });
   });
 

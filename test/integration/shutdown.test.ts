@@ -87,7 +87,7 @@ describe.each([1, 2])('workers: %i', (workers) => {
       expect((await c.query('SELECT 7 AS seven')).rows).toEqual([{ seven: 7 }]);
       expect(await exit).toBe(0);
       expect(Date.now() - started).toBeGreaterThanOrEqual(900); // it waited for the session
-      expect(proxy.output()).toContain('shutdown_timeout: closing the clients still connected');
+      expect(proxy.output()).toContain('shutdown_timeout: closing what is still connected');
     } finally {
       await c.end().catch(() => undefined);
       await proxy.stop();

@@ -5,7 +5,7 @@ import { loadConfig } from '../../../src/config/index.js';
 import { mergeSnapshots } from '../../../src/stats/merge.js';
 
 const config = loadConfig({ file: null, env: {}, overrides: { auth_password: 'sekret-auth-pw', admin_users: ['ops'] } });
-const ctx = (isAdmin: boolean): CommandContext => ({ config, isAdmin, stats: async () => mergeSnapshots([]), statsPeriodSeconds: 60 });
+const ctx = (isAdmin: boolean): CommandContext => ({ config, operator: { run: async () => ({ ok: true, warnings: [] }) }, isAdmin, stats: async () => mergeSnapshots([]), statsPeriodSeconds: 60 });
 const sqlstate = (b: Buffer): string | null => (b[0] === 0x45 ? /C([0-9A-Z]{5})\0/.exec(b.toString('latin1'))![1]! : null);
 
 describe('runCommand', () => {

@@ -1,0 +1,18 @@
+// A worker runs with the configuration the primary read, never its own
+// reading of the file: after a reload the file on disk and the running
+// configuration may differ, and all workers must agree.
+import type { Config } from '../config/index.js';
+import { freezeConfig } from '../config/freeze.js';
+import { isMessage } from './messages.js';
+
+export function configFromPrimary(): Promise<Config> {
+  return new Promise((resolve) => {
+    const onMessage = (msg: unknown): void => {
+      if (!isMessage(msg, 'pg-ingress:config')) return;
+      process.off('message', onMessage);
+      resolve(freezeConfig(msg.config));
+    };
+    process.on('message', onMessage);
+    process.send!({ type: 'pg-ingress:config-request' });
+  });
+}
