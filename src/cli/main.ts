@@ -7,6 +7,7 @@ import { listenForSignals } from '../control/signals.js';
 import { ShutdownRequests } from '../control/shutdown-requests.js';
 import { configFromPrimary } from '../workers/worker-config.js';
 import { createLogger, logFormat } from '../log/logger.js';
+import { convertIni } from './convert.js';
 import { initSql } from './init-sql.js';
 import { runPrimary } from '../workers/primary.js';
 import { workerExecArgv } from '../workers/node-flags.js';
@@ -17,6 +18,8 @@ import { installSafetyNet } from '../process/safety-net.js';
 const USAGE = `usage:
   pg-ingress [--config FILE]          run the proxy (default config: none, env and defaults only)
   pg-ingress check [--config FILE]    validate the configuration and exit
+  pg-ingress convert FILE.ini [--userlist FILE]
+                                      print a pgbouncer.ini as the equivalent YAML (secrets stay in the userlist)
   pg-ingress init-sql [--auth-user pgbouncer] [--auth-role pgbouncer_auth]
                                       print the SQL that sets up auth_query with least privilege
 Environment variables override the file; see docs/configuration.md.`;
@@ -44,6 +47,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const file = values.config ?? null;
   if (command === 'run' && cluster.isWorker) return runProxy(await configFromPrimary(), null);
+  if (command === 'convert') return convert(positionals[1], values.userlist);
   let config;
   try {
     config = loadConfig({ file, env: process.env });
@@ -101,3 +105,18 @@ async function runProxy(config: Config, reload: (() => Config) | null): Promise<
   return 0;
 }
 
+/** `convert`: the YAML on stdout, or what stops the file from running on stderr. */
+function convert(file: string | undefined, userlist: string | undefined): number {
+  if (file === undefined) {
+    console.error(USAGE);
+    return 2;
+  }
+  try {
+    process.stdout.write(convertIni(file, { userlist }));
+    return 0;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`pg-ingress: ${err.message}`);
+    return 2;
+  }
+}

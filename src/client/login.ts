@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import { AuthQueryError, authLoginFor } from '../auth/auth-query.js';
 import { authenticateClient } from '../auth/client-auth.js';
 import { clientAddress } from '../auth/throttle.js';
+import { authFileVerifier } from '../auth/userlist.js';
 import { parseVerifier } from '../auth/verifier.js';
 import type { PoolMode } from '../config/index.js';
 import { lazyChild, type ConnLogger } from '../log/logger.js';
@@ -162,9 +163,11 @@ export async function authenticate(proxy: ProxyContext, startup: Startup, user: 
   const timeoutMs = 0; // the login deadline (login-deadline.ts) bounds the whole exchange
   const authTarget = { host: target.host, port: target.port, ports: target.entry.ports, dbname: target.authDbname };
   const authLogin = authLoginFor(proxy.config, target.entry);
+  // A user auth_file lists with a verifier authenticates from it, as in PgBouncer.
+  const listed = authFileVerifier(proxy.config.auth_file_passwords, user);
   let password: string | null;
   try {
-    password = await proxy.authQuery.lookup(authTarget, user, authLogin);
+    password = listed ?? (await proxy.authQuery.lookup(authTarget, user, authLogin));
   } catch (err) {
     if (err instanceof AuthQueryError && err.kind === 'no_database' && target.authDbname === target.dbname) {
       throw fatal(SqlState.invalidCatalogName, `database "${database}" does not exist`);
