@@ -187,7 +187,7 @@ export function takeSnapshot(src: SnapshotSource, now = Date.now()): WorkerSnaps
       sv_tested: s.tested,
       sv_login: s.login,
       maxwait_us: Math.round(s.maxWaitMs * 1000),
-      load_balance_hosts: loadBalanceHosts(config, route(config, pool.database)),
+      load_balance_hosts: loadBalanceHosts(route(config, pool.database)),
       totals: pool.stats.values(),
       last_period: { ...pool.stats.lastPeriod },
     });
@@ -321,16 +321,9 @@ function listenerRow(worker: number, server: net.Server): ListenerRow {
   return typeof a === 'string' || a === null ? { worker, fd: handleFd(server), addr: a ?? '', port: 0 } : { worker, fd: handleFd(server), addr: a.address, port: a.port };
 }
 
-/**
- * PgBouncer shows load_balance_hosts only for a host list (`host=a,b`). The
- * per-database key and the global default come with the configuration that
- * reads them; until then a list balances round-robin, PgBouncer's default.
- */
-function loadBalanceHosts(config: Config, r: Route | null): string | null {
-  if (!r || !r.host.includes(',')) return null;
-  const entry = r.entry as { load_balance_hosts?: string | null };
-  const global = (config as { load_balance_hosts?: string }).load_balance_hosts;
-  return entry.load_balance_hosts ?? global ?? 'round-robin';
+/** PgBouncer shows load_balance_hosts only for a host list (`host=a,b`). */
+function loadBalanceHosts(r: Route | null): string | null {
+  return r && r.host.includes(',') ? r.entry.load_balance_hosts : null;
 }
 
 /** Configured entries (but `*`) and every database a pool was made for, with its server and client counts here. */
@@ -344,8 +337,6 @@ function databaseRows(config: Config, pools: readonly Pool[], clients: readonly 
     if (!r) continue;
     let current = 0;
     for (const p of pools) if (p.database === name) current += p.total;
-    // A per-database server_lifetime comes with the configuration that reads it; the global one applies until then.
-    const lifetime = (r.entry as { server_lifetime?: number | null }).server_lifetime;
     rows.push({
       name,
       host: r.host,
@@ -358,8 +349,8 @@ function databaseRows(config: Config, pools: readonly Pool[], clients: readonly 
       pool_mode: r.entry.pool_mode,
       max_connections: r.entry.max_db_connections ?? config.max_db_connections,
       current_connections: current,
-      server_lifetime: lifetime ?? config.server_lifetime,
-      load_balance_hosts: loadBalanceHosts(config, r),
+      server_lifetime: r.entry.server_lifetime ?? config.server_lifetime,
+      load_balance_hosts: loadBalanceHosts(r),
       max_client_connections: r.entry.max_db_client_connections ?? config.max_db_client_connections,
       current_client_connections: clientsOf.get(name) ?? 0,
     });

@@ -27,6 +27,12 @@ beforeAll(async () => {
     server_lifetime: 1800,
     max_db_client_connections: 50,
     users: { [trust.name]: { pool_size: 3, max_user_connections: 7 } },
+    databases: {
+      app1: `host=${testEnv().cluster.host} port=${testEnv().cluster.port} dbname=app1`,
+      app2: `host=${testEnv().cluster.host} port=${testEnv().cluster.port} dbname=app2`,
+      // A host list: SHOW DATABASES names its load_balance_hosts.
+      listed: `host=${testEnv().cluster.host},127.0.0.2 port=${testEnv().cluster.port} dbname=app1 load_balance_hosts=disable`,
+    },
   });
   inTx = new pg.Client({ ...pgOptions(proxy.port, 'app1', scram.name, scram.password), application_name: 'in-tx' });
   idle = new pg.Client({ ...pgOptions(proxy.port, 'app2', scram.name, scram.password), application_name: 'idle' });
@@ -227,6 +233,7 @@ describe('SHOW DATABASES, POOLS and LISTS', () => {
     expect(t.columns).toEqual(['name', 'host', 'port', 'database', 'force_user', 'pool_size', 'min_pool_size', 'reserve_pool_size', 'server_lifetime', 'pool_mode', 'load_balance_hosts', 'max_connections', 'current_connections', 'max_client_connections', 'current_client_connections', 'paused', 'disabled']);
     expect(t.rows.find((r) => r.name === 'app2')).toMatchObject({ server_lifetime: '1800', load_balance_hosts: '', max_client_connections: '50', current_client_connections: '1', reserve_pool_size: '0' });
     expect(t.rows.find((r) => r.name === 'app1')?.current_client_connections).toBe('1');
+    expect(t.rows.find((r) => r.name === 'listed')).toMatchObject({ load_balance_hosts: 'disable', current_client_connections: '0' });
   });
 
   it('LISTS names PgBouncer’s lists in its order; users is what SHOW USERS lists', async () => {
