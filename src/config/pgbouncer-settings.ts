@@ -188,7 +188,7 @@ export const PGBOUNCER_SETTINGS: readonly PgBouncerSetting[] = [
   db('datestyle', 'same'),
   db('timezone', 'same'),
   // Not in doc/config.md, but src/loader.c reads it and etc/pgbouncer.ini names it.
-  db('application_name', 'no-effect', "the client's own application_name reaches the server"),
+  db('application_name', 'no-effect', "the client's own application_name reaches the server; removed from pgbouncer.ini entries and YAML mappings, while a YAML connection string holding it is an error (write the entry as a mapping)"),
 
   user('pool_size', 'same'),
   user('reserve_pool_size', 'no-effect', "not per user: the database's or the global reserve_pool_size applies"),
