@@ -75,6 +75,22 @@ function cstring(body: Buffer, start: number): [string, number] {
   return [body.toString('utf8', start, stop), stop + 1];
 }
 
+/**
+ * StartupMessage, protocol 3.0 (protocol-message-formats.html). Not
+ * pg-protocol's serialize.startup: that one appends client_encoding=UTF8 after
+ * our parameters, and the last value wins, so a database's client_encoding
+ * would be lost. UTF8 stays the default when none is given.
+ */
+export function startupMessage(params: Readonly<Record<string, string>>): Buffer {
+  const pairs: Buffer[] = [];
+  for (const [name, value] of Object.entries({ client_encoding: 'UTF8', ...params })) pairs.push(Buffer.from(`${name}\0${value}\0`, 'utf8'));
+  const body = Buffer.concat([...pairs, Buffer.from([0])]);
+  const head = Buffer.alloc(8);
+  head.writeInt32BE(8 + body.length, 0); // the length counts itself
+  head.writeInt32BE(196608, 4); // 3.0
+  return Buffer.concat([head, body]);
+}
+
 /** Runs the startup exchange up to the first ReadyForQuery. */
 export async function serverLogin(
   write: (buf: Buffer) => void,
@@ -84,7 +100,7 @@ export async function serverLogin(
   timeoutMs: number,
   options: ServerLoginOptions = {},
 ): Promise<LoginResult> {
-  write(serialize.startup(startup));
+  write(startupMessage(startup));
   const params = new Map<string, string>();
   let processId = 0;
   let secretKey = 0;
