@@ -60,7 +60,15 @@ export async function startProxy(config: Config, log: Logger, options: ProxyOpti
   // With workers the primary keeps the one budget of the whole proxy; alone, this process does.
   const budget = cluster.isWorker ? Budget.shared({ send: (msg) => process.send!(msg), on: (event, l) => process.on(event, l) }) : Budget.local();
   const snapshot = (): WorkerSnapshot =>
-    takeSnapshot({ worker, config, pools: context.pools.all(), clients: context.clients, connections: (listener?.clientCount ?? 0) - context.adminConsoles });
+    takeSnapshot({
+      worker,
+      config: context.config, // as it is now: a reload replaces it
+      pools: context.pools.all(),
+      clients: context.clients,
+      connections: (listener?.clientCount ?? 0) - context.adminConsoles,
+      states: context.pools,
+      listeners: listener ? [listener.netServer] : [],
+    });
   const context: ProxyContext = {
     config,
     log,

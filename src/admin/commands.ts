@@ -6,7 +6,7 @@ import type { Config } from '../config/index.js';
 import { emptyQueryResponse } from '../protocol/backend.js';
 import { PgError, SqlState } from '../protocol/pg-error.js';
 import type { ClusterStats } from '../stats/merge.js';
-import { isControlVerb, type Operator } from '../control/control.js';
+import { CONTROL_USAGE, isControlVerb, type Operator } from '../control/control.js';
 import { runControl } from './controls.js';
 import { isShowCommand, show } from './show.js';
 
@@ -37,7 +37,7 @@ export async function runCommand(statement: string, ctx: CommandContext): Promis
   const verb = words[0]!.toUpperCase();
   if (verb === 'SHOW') {
     const what = (words[1] ?? '').toUpperCase();
-    if (words.length === 2 && isShowCommand(what)) return show(what, ctx);
+    if (words.length === 2 && isShowCommand(what)) return show(what, { ...ctx, controlsHelp: CONTROL_USAGE });
     return invalid(statement);
   }
   if (isControlVerb(verb)) {

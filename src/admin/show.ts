@@ -29,7 +29,7 @@ export interface ShowContext {
 const HELP_GROUPS = [
   ['HELP', 'CONFIG', 'DATABASES', 'POOLS', 'CLIENTS', 'SERVERS', 'USERS', 'VERSION'],
   ['PEERS', 'PEER_POOLS'],
-  ['FDS', 'SOCKETS', 'ACTIVE_SOCKETS', 'LISTS', 'MEM'],
+  ['FDS', 'SOCKETS', 'ACTIVE_SOCKETS', 'LISTS', 'MEM', 'STATE'],
   ['DNS_HOSTS', 'DNS_ZONES'],
   ['STATS', 'STATS_TOTALS', 'STATS_AVERAGES', 'TOTALS'],
 ] as const;
@@ -79,6 +79,12 @@ export async function show(what: ShowCommand, ctx: ShowContext): Promise<Buffer>
       return showLists(await ctx.stats());
     case 'MEM':
       return showMem(await ctx.stats());
+    case 'STATE': {
+      // PgBouncer's rows; there is no SUSPEND here.
+      const yes = (b: boolean): string => (b ? 'yes' : 'no');
+      const { paused } = await ctx.stats();
+      return resultSet([text('key'), text('value')], [['active', yes(!paused)], ['paused', yes(paused)], ['suspended', 'no']]);
+    }
     // No peering and no DNS cache of its own (Node resolves each connect): PgBouncer's columns, no rows.
     case 'PEERS':
       return resultSet([int('peer_id'), text('host'), int('port'), int('pool_size')], []);
@@ -191,8 +197,8 @@ function showDatabases(stats: ClusterStats): Buffer {
     d.current_connections,
     d.max_client_connections ?? 0,
     d.current_client_connections ?? 0,
-    0,
-    0,
+    d.paused ?? 0,
+    d.disabled ?? 0,
   ]);
   return resultSet(columns, rows);
 }

@@ -45,6 +45,11 @@ export class Listener {
     return this.sockets.size;
   }
 
+  /** The listening socket (SHOW FDS). */
+  get netServer(): net.Server {
+    return this.server;
+  }
+
   /** Stops accepting; the connections there are stay, and a login still under way is told to go (draining) once in. */
   stopAccepting(): void {
     this.draining = true;

@@ -142,6 +142,16 @@ export class ClientSession implements FrameSink, ServerOwner, Cancellable {
     return this.state === ClientState.Waiting;
   }
 
+  /** SHOW CLIENTS' prepared_statements: named statements this client keeps (statement renaming). */
+  get preparedStatements(): number {
+    return this.env.prepared?.size ?? 0;
+  }
+
+  /** SHOW CLIENTS' wait: how long this client has waited for a server so far. */
+  get waitingForMs(): number {
+    return this.state === ClientState.Waiting && this.waitStart > 0 ? performance.now() - this.waitStart : 0;
+  }
+
   /** The proxy is shutting down: a pooled client is told to go at its next idle point (now, if idle); a session client keeps its session. */
   drain(): void {
     this.draining = true;

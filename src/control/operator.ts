@@ -58,7 +58,7 @@ export class LocalOperator implements Operator {
       const prepared = await prepareReload(this.proxy, next);
       const warnings = prepared.commit();
       this.reloads.ok++;
-      for (const w of warnings) this.log.warn(w);
+      for (const w of [...(control.kind === 'reload' ? this.proxy.config.notices : []), ...warnings]) this.log.warn(w);
       this.log.info({ via: control.kind }, 'configuration reloaded');
       return { ok: true, warnings };
     } catch (err) {

@@ -28,6 +28,8 @@ export interface ClusterStats {
   lists: { databases: number; users: number; pools: number; used_clients: number; login_clients: number; used_servers: number };
   /** The configured limits: one budget for all workers, so the same in every snapshot. */
   limits: { max_client_conn: number; max_user_connections: number };
+  /** PAUSE without a database holds in some worker (SHOW STATE). */
+  paused: boolean;
   /** Failed and throttled logins, refused lookups, uncaught faults: summed over the workers. */
   process: ProcessCounterValues;
 }
@@ -91,6 +93,9 @@ export function mergeSnapshots(snapshots: readonly WorkerSnapshot[]): ClusterSta
       else {
         into.current_connections += d.current_connections;
         into.current_client_connections = (into.current_client_connections ?? 0) + (d.current_client_connections ?? 0);
+        // Every worker applies PAUSE and DISABLE; one that has means the proxy has (a worker mid-way still says so).
+        into.paused = Math.max(into.paused ?? 0, d.paused ?? 0);
+        into.disabled = Math.max(into.disabled ?? 0, d.disabled ?? 0);
       }
     }
   }
@@ -117,5 +122,6 @@ export function mergeSnapshots(snapshots: readonly WorkerSnapshot[]): ClusterSta
     },
     limits,
     process: processTotals,
+    paused: snapshots.some((s) => s.paused === true),
   };
 }

@@ -117,6 +117,10 @@ export interface DatabaseRow {
   load_balance_hosts?: string | null;
   max_client_connections?: number;
   current_client_connections?: number;
+  /** PAUSE or KILL of this database (or of all) holds its transactions: 1. */
+  paused?: number;
+  /** DISABLE: new clients are refused: 1. */
+  disabled?: number;
 }
 
 export interface WorkerSnapshot {
@@ -137,6 +141,8 @@ export interface WorkerSnapshot {
   limits: { max_client_conn: number; max_user_connections: number };
   /** This process's counters that belong to no pool (src/stats/process-counters.ts); takeSnapshot always sets them. */
   process?: ProcessCounterValues;
+  /** PAUSE without a database is in effect (SHOW STATE). */
+  paused?: boolean;
 }
 
 export interface SnapshotSource {
@@ -148,6 +154,15 @@ export interface SnapshotSource {
   connections: number;
   /** The listening sockets, for SHOW FDS; none if not given. */
   listeners?: Iterable<net.Server>;
+  /** PAUSE and DISABLE as the console set them (pool/manager.ts's PoolManager); none if not given. */
+  states?: DatabaseStates;
+}
+
+export interface DatabaseStates {
+  isPaused(database: string): boolean;
+  isDisabled(database: string): boolean;
+  /** PAUSE without a database. */
+  readonly allPaused: boolean;
 }
 
 export function takeSnapshot(src: SnapshotSource, now = Date.now()): WorkerSnapshot {
@@ -208,7 +223,7 @@ export function takeSnapshot(src: SnapshotSource, now = Date.now()): WorkerSnaps
         connect_time: server.createdAt,
         request_time: server.lastUsedAt,
         wait_us: 0,
-        close_needed: (server as ServerView).closeNeeded === true ? 1 : 0,
+        close_needed: pool.isCloseNeeded(server) ? 1 : 0,
         link: clientOfServer.get(server.id) ?? null,
         remote_pid: server.processId,
         tls: '',
@@ -218,7 +233,7 @@ export function takeSnapshot(src: SnapshotSource, now = Date.now()): WorkerSnaps
       });
     }
   }
-  const databases = databaseRows(config, pools, clients);
+  const databases = databaseRows(config, pools, clients, src.states);
   const users = userRows(config, poolRows, clients, servers);
   const memory = memoryRows({
     users: users.length,
@@ -241,6 +256,7 @@ export function takeSnapshot(src: SnapshotSource, now = Date.now()): WorkerSnaps
     memory,
     connections: src.connections,
     limits: { max_client_conn: config.max_client_conn, max_user_connections: config.max_user_connections },
+    paused: src.states?.allPaused ?? false,
     process: processCounterValues(),
   };
 }
@@ -259,11 +275,6 @@ export interface ClientView {
   /** Milliseconds the client has waited for a server so far, 0 when it is not waiting; 0 if not given. */
   readonly waitingForMs?: number;
   currentServer(): { readonly id: number } | null;
-}
-
-/** What a reload or RECONNECT marks on a server (PgBouncer's close_needed); absent means 0. */
-interface ServerView {
-  readonly closeNeeded?: boolean;
 }
 
 function clientRow(worker: number, c: ClientView, serverId: number | null): ConnectionRow {
@@ -327,7 +338,7 @@ function loadBalanceHosts(r: Route | null): string | null {
 }
 
 /** Configured entries (but `*`) and every database a pool was made for, with its server and client counts here. */
-function databaseRows(config: Config, pools: readonly Pool[], clients: readonly ConnectionRow[]): DatabaseRow[] {
+function databaseRows(config: Config, pools: readonly Pool[], clients: readonly ConnectionRow[], states: DatabaseStates | undefined): DatabaseRow[] {
   const names = new Set(Object.keys(config.databases).filter((n) => n !== '*'));
   for (const p of pools) names.add(p.database);
   const clientsOf = countBy(clients, (c) => c.database);
@@ -353,6 +364,8 @@ function databaseRows(config: Config, pools: readonly Pool[], clients: readonly 
       load_balance_hosts: loadBalanceHosts(r),
       max_client_connections: r.entry.max_db_client_connections ?? config.max_db_client_connections,
       current_client_connections: clientsOf.get(name) ?? 0,
+      paused: states?.isPaused(name) ? 1 : 0,
+      disabled: states?.isDisabled(name) ? 1 : 0,
     });
   }
   return rows;

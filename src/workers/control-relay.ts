@@ -9,7 +9,7 @@ import { ConfigError, type Config } from '../config/index.js';
 import type { Control, ControlOutcome, ShutdownMode } from '../control/control.js';
 import { ReloadCounts } from '../control/operator.js';
 import { keepRestartOnly, withSetting } from '../control/reload.js';
-import type { Logger } from '../log/logger.js';
+import { setLogLevel, type Logger } from '../log/logger.js';
 import { isMessage } from './messages.js';
 import { PendingReplies } from './replies.js';
 
@@ -108,7 +108,8 @@ export class ControlRelay {
     if (!allPrepared) return this.failed(problems);
     this.running = config;
     this.reloads.ok++;
-    for (const w of warnings) log.warn(w);
+    setLogLevel(log, config.log_level);
+    for (const w of [...(control.kind === 'reload' ? config.notices : []), ...warnings]) log.warn(w);
     log.info({ via: control.kind, workers: workers.length }, 'configuration reloaded in every worker');
     return { ok: true, warnings };
   }

@@ -16,6 +16,7 @@ import { BudgetHost } from '../budget/host.js';
 import { isToLedger } from '../budget/messages.js';
 import { PrimaryCollector } from '../stats/collector.js';
 import { listenForSignals } from '../control/signals.js';
+import { startStatsLog } from '../stats/log-stats.js';
 import { ControlRelay } from './control-relay.js';
 import { isCancelMessage, isMessage, workerOfProcessId } from './messages.js';
 
@@ -46,6 +47,8 @@ export async function runPrimary({ count, config, loadConfig, log }: PrimaryOpti
   });
   const shutdowns = new ShutdownRequests();
   const relay = new ControlRelay(config, { workers: () => workers.values(), loadConfig, shutdown: (mode) => shutdowns.request(mode, false), log });
+  // One stats line for the whole proxy (log_stats), from every worker's numbers.
+  const stopStatsLog = startStatsLog(stats, () => relay.config, log);
 
   // The primary does not read the configuration: the first worker to listen says where metrics go.
   const startMetrics = (where: MetricsEndpoint): void => {
@@ -130,6 +133,7 @@ export async function runPrimary({ count, config, loadConfig, log }: PrimaryOpti
     ),
   );
   signals.stop();
+  stopStatsLog();
   budget.close();
   const server = await (metrics as Promise<MetricsServer | null> | null);
   await server?.close();

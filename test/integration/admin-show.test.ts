@@ -177,7 +177,9 @@ describe('SHOW FDS', () => {
     // Inside its transaction it holds a server: link is that server's fd.
     const server = t.rows.find((r) => r.task === 'server' && r.fd === mine.link)!;
     expect(server).toMatchObject({ user: scram.name, database: 'app1', port: String(testEnv().cluster.port) });
-    for (const r of t.rows) expect([r.password, r.scram_client_key, r.scram_server_key, r.cancel]).toEqual(['', '', '', '']);
+    for (const r of t.rows.filter((r) => r.task !== 'pooler')) expect([r.password, r.scram_client_key, r.scram_server_key, r.cancel]).toEqual(['', '', '', '']);
+    // The listening socket, as PgBouncer lists it (cancel 0: a listener has no key).
+    expect(t.rows.find((r) => r.task === 'pooler')).toMatchObject({ port: String(proxy.port), cancel: '0', password: '' });
   });
 
   it('refuses stats_users with 42501 and says what is needed', async () => {

@@ -88,6 +88,7 @@ describe('PAUSE and RESUME', () => {
     expect(paused).toMatchObject({ code: 0, stderr: '' });
     // PAUSE answered once every server was released and closed: no backend is left.
     expect(await backends()).toBe(0);
+    expect((await consoleQuery('SHOW STATE')).stdout.split('\n')).toEqual(['active|no', 'paused|yes', 'suspended|no']);
     const held = await rows();
     await until('pgbench clients queue behind the pause', () => [...proxy.context.pools.of(DB)].some((p) => p.state(Date.now()).waiting >= 2));
     expect(await rows()).toBe(held); // nothing committed while paused
@@ -100,6 +101,11 @@ describe('PAUSE and RESUME', () => {
 
   it('PAUSE of one database leaves the others serving', async () => {
     expect(await consoleQuery(`PAUSE ${DB}`)).toMatchObject({ code: 0 });
+    // SHOW DATABASES: paused is the second-to-last column, disabled the last.
+    const dbs = (await consoleQuery('SHOW DATABASES')).stdout.split('\n').map((l) => l.split('|'));
+    expect(dbs.find((r) => r[0] === DB)!.slice(-2)).toEqual(['1', '0']);
+    expect(dbs.find((r) => r[0] === OTHER)!.slice(-2)).toEqual(['0', '0']);
+    expect((await consoleQuery('SHOW STATE')).stdout).toContain('paused|no');
     expect(await withClient(app(OTHER), async (c) => (await c.query('SELECT name FROM whoami')).rows[0].name)).toBe(OTHER);
     const c = await clients.connect(app());
     const pending = c.query('SELECT 1 AS one');
@@ -113,6 +119,7 @@ describe('DISABLE, KILL, KILL_CLIENT, RECONNECT and WAIT_CLOSE', () => {
   it('DISABLE refuses new clients of the database (55000), keeps the connected ones; ENABLE lets them in again', async () => {
     const connected = await clients.connect(app());
     expect(await consoleQuery(`DISABLE ${DB}`)).toMatchObject({ code: 0 });
+    expect((await consoleQuery('SHOW DATABASES')).stdout.split('\n').find((l) => l.startsWith(`${DB}|`))!.split('|').slice(-2)).toEqual(['0', '1']);
     expect(await connectError(app())).toMatchObject({ code: '55000', message: `database "${DB}" is not currently accepting connections` });
     expect((await connected.query('SELECT 2 AS two')).rows[0].two).toBe(2);
     expect(await consoleQuery(`ENABLE ${DB}`)).toMatchObject({ code: 0 });

@@ -22,10 +22,17 @@ describe('runCommand', () => {
     expect(sqlstate(await runCommand('DROP TABLE x', ctx(true)))).toBe('42601');
   });
 
-  it('refuses admin commands to stats users (42501) and says they are unsupported to admins (0A000)', async () => {
-    expect(sqlstate(await runCommand('RELOAD', ctx(false)))).toBe('42501');
-    expect(sqlstate(await runCommand('reload', ctx(true)))).toBe('0A000');
-    expect(sqlstate(await runCommand('SET default_pool_size = 5', ctx(true)))).toBe('0A000');
+  it('refuses controls to stats users (42501) without running them; admins get them run, SUSPEND is unsupported (0A000)', async () => {
+    const ran: string[] = [];
+    const operator = { run: async (c: { kind: string }) => (ran.push(c.kind), { ok: true as const, warnings: [] }) };
+    expect(sqlstate(await runCommand('RELOAD', { ...ctx(false), operator }))).toBe('42501');
+    expect(ran).toEqual([]);
+    const out = await runCommand('reload', { ...ctx(true), operator });
+    expect(sqlstate(out)).toBeNull();
+    expect(out.toString('latin1')).toContain('RELOAD\0');
+    expect(sqlstate(await runCommand('SET default_pool_size = 5', { ...ctx(true), operator }))).toBeNull();
+    expect(ran).toEqual(['reload', 'set']);
+    expect(sqlstate(await runCommand('SUSPEND', ctx(true)))).toBe('0A000');
   });
 
   it('never prints a password in SHOW CONFIG', async () => {
