@@ -11,6 +11,7 @@
 // database's own auth_user and auth_query, and a reload, need nothing else.
 import pg from 'pg';
 import type { Config, DatabaseEntry } from '../config/schema.js';
+import { secretKind } from '../config/userlist.js';
 import type { Logger } from '../log/logger.js';
 import { parseHosts } from '../pool/hosts.js';
 import { isTlsRefusal, pgSslOptions, serverTlsSettings, type ServerTlsSettings } from '../pool/server-tls.js';
@@ -38,14 +39,16 @@ export interface AuthLogin {
 /**
  * A database's lookup login, read from `config` at each use: its own auth_user
  * and auth_query over the global ones (as PgBouncer's per-database keys), and
- * server_tls_* for the connection. Only the global auth_user has a password
- * here (auth_password); another auth_user must be let in without one (trust, cert).
+ * server_tls_* for the connection. The global auth_user's password is
+ * auth_password; another auth_user's is its plaintext entry in auth_file, as in
+ * PgBouncer, or none (let it in with trust or a certificate).
  */
 export function authLoginFor(config: Config, entry: DatabaseEntry): AuthLogin {
   const user = entry.auth_user ?? config.auth_user;
+  const listed = Object.hasOwn(config.auth_file_passwords, user) ? config.auth_file_passwords[user]! : null;
   return {
     user,
-    password: user === config.auth_user ? config.auth_password : null,
+    password: user === config.auth_user ? config.auth_password : listed !== null && secretKind(listed) === 'plaintext' ? listed : null,
     query: entry.auth_query ?? config.auth_query,
     tls: serverTlsSettings(config),
   };

@@ -3,12 +3,16 @@
 // load_balance_hosts, and a database's own auth_query and auth_user. What the
 // server did is read from the server: rows connect_query wrote, settings of
 // the backend, inet_server_addr(), pg_stat_activity.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../../src/proxy.js';
 import { conninfo, LogCapture, OpenClients, pgOptions, psql, startTestProxy, testEnv, withClient } from '../harness/proxy.js';
 import { adminSql, freePort, USERS } from '../harness/postgres.js';
 import { until } from '../harness/poll.js';
 
+const ALT_AUTH_PASSWORD = 'alt-auth-pw';
 let proxy: RunningProxy | null = null;
 const clients = new OpenClients();
 afterEach(async () => {
@@ -139,9 +143,12 @@ describe("a database's own auth_query and auth_user", () => {
       ].join('; '),
       'app2',
     );
+    await adminSql(server(), `CREATE ROLE alt_auth LOGIN PASSWORD '${ALT_AUTH_PASSWORD}'`);
+    await adminSql(server(), 'GRANT USAGE ON SCHEMA alt TO alt_auth; GRANT EXECUTE ON FUNCTION alt.lookup(text) TO alt_auth', 'app2');
   });
   afterAll(async () => {
     await adminSql(server(), 'DROP SCHEMA alt CASCADE', 'app2');
+    await adminSql(server(), 'DROP ROLE alt_auth');
   });
 
   it('auth_query: that database looks users up with its own function', async () => {
@@ -151,6 +158,15 @@ describe("a database's own auth_query and auth_user", () => {
     const refused = await withClient(md5('alt'), (c) => c.query('SELECT 1')).catch((e: { code?: string }) => e);
     expect((refused as { code?: string }).code).toBe('28P01');
     expect(await ask(p, 'alt', 'SELECT current_user AS v')).toBe(USERS.scram.name);
+  });
+
+  it("auth_user: another role's password comes from its plaintext entry in auth_file, as in PgBouncer", async () => {
+    const authFile = join(mkdtempSync(join(tmpdir(), 'pg-ingress-userlist-')), 'userlist.txt');
+    writeFileSync(authFile, `"alt_auth" "${ALT_AUTH_PASSWORD}"\n`);
+    proxy = await startTestProxy({ auth_file: authFile, databases: { other: entry({ auth_user: 'alt_auth', auth_query: altQuery }, 'app2') } });
+    expect(await ask(proxy, 'other', 'SELECT current_user AS v')).toBe(USERS.scram.name);
+    const lookups = await adminSql(server(), "SELECT DISTINCT usename FROM pg_stat_activity WHERE application_name = 'pg-ingress auth_query' AND datname = 'app2'");
+    expect(lookups.split('\n')).toContain('alt_auth');
   });
 
   it('auth_user: that database runs its lookup as another role (here let in by trust, without a password)', async () => {
