@@ -17,6 +17,9 @@ import { ClientSession } from './session.js';
 
 let nextConn = 1;
 
+/** How long a closing proxy lets a client read its last message before the socket is destroyed. */
+const SOCKET_CLOSE_GRACE_MS = 500;
+
 /** Accepted connections and where they are: logging in (pre-auth, capped apart) or logged in. */
 export class Listener {
   private readonly server: net.Server;
@@ -57,10 +60,17 @@ export class Listener {
   }
   private draining = false;
 
-  close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    if (!this.server.listening) return Promise.resolve();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+  /** Closes every connection; what was written to one last (a 57P01, a console's answer) still reaches it, for up to SOCKET_CLOSE_GRACE_MS. */
+  async close(): Promise<void> {
+    const sockets = [...this.sockets];
+    const closed = sockets.map((s) => (s.destroyed ? Promise.resolve() : new Promise<void>((resolve) => s.once('close', () => resolve()))));
+    for (const s of sockets) s.end();
+    const timer = setTimeout(() => {
+      for (const s of sockets) s.destroy();
+    }, SOCKET_CLOSE_GRACE_MS);
+    const listening = this.server.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
+    await Promise.all([...closed, listening]);
+    clearTimeout(timer);
   }
 
   private accept(socket: net.Socket): void {

@@ -14,6 +14,8 @@ export const BIN = join(process.cwd(), 'bin', 'pg-ingress.js');
 export interface CliProxy {
   port: number;
   child: ChildProcess;
+  /** The YAML file it runs with (a test may rewrite it, then send SIGHUP). */
+  configFile: string;
   /** Everything the process wrote so far. */
   output(): string;
   /** SIGQUIT (close at once; SIGTERM would drain for shutdown_timeout, SIGINT wait for servers), then waits for the exit. */
@@ -71,6 +73,7 @@ export async function startCliProxy(opts: {
   return {
     port,
     child,
+    configFile: config,
     output: () => out,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
