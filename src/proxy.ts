@@ -10,7 +10,7 @@ import { freezeConfig } from './config/freeze.js';
 import type { ProxyContext } from './context.js';
 import { applyControl, isLocalControl } from './control/apply.js';
 import type { Control, ShutdownMode } from './control/control.js';
-import { LocalOperator, WorkerOperator, type ProcessHooks } from './control/operator.js';
+import { LocalOperator, ReloadCounts, WorkerOperator, type ProcessHooks } from './control/operator.js';
 import { createAuthQuery, createAuthThrottle, createParameterPolicy, prepareReload, type PreparedReload } from './control/reload.js';
 
 export type { ProxyContext } from './context.js';
@@ -69,6 +69,8 @@ export async function startProxy(config: Config, log: Logger, options: ProxyOpti
       states: context.pools,
       listeners: listener ? [listener.netServer] : [],
     });
+  /** Reloads decided here (alone; with workers the primary counts them). */
+  const reloads = new ReloadCounts();
   const context: ProxyContext = {
     config,
     log,
@@ -83,7 +85,7 @@ export async function startProxy(config: Config, log: Logger, options: ProxyOpti
     ),
     parameters: createParameterPolicy(config),
     clients: new Set(),
-    stats: cluster.isWorker ? new WorkerCollector(snapshot) : new LocalCollector(snapshot),
+    stats: cluster.isWorker ? new WorkerCollector(snapshot) : new LocalCollector(snapshot, reloads),
     adminConsoles: 0,
     operator: null as unknown as ProxyContext['operator'], // set below: it needs the context
   };
@@ -96,7 +98,7 @@ export async function startProxy(config: Config, log: Logger, options: ProxyOpti
     shutdown: options.hooks?.shutdown ?? ((mode) => void running.shutdown(mode, context.config.shutdown_timeout * 1000)),
   };
   const workerOperator = cluster.isWorker ? new WorkerOperator((msg) => process.send!(msg)) : null;
-  context.operator = workerOperator ?? new LocalOperator(context, hooks, log);
+  context.operator = workerOperator ?? new LocalOperator(context, hooks, log, reloads);
   /** Reloads the primary asked us to prepare, by request id. */
   const preparedReloads = new Map<number, PreparedReload>();
   const onMessage = (msg: unknown): void => {

@@ -76,6 +76,7 @@ export class ExporterMetrics {
   private readonly maxWait = this.gauge('pgbouncer_pools_client_maxwait_seconds', 'Age of oldest unserved client connection, in seconds', ['database', 'user']);
   private readonly lists = LISTS.map(([row, name, help]) => ({ row, metric: this.gauge(name, help) }));
   private readonly databases = DATABASES.map(([column, name, help]) => ({ column, metric: this.gauge(name, help, DB_LABELS) }));
+  private readonly reloads = this.counter('pg_ingress_config_reloads_total', 'Configuration reloads (SIGHUP, RELOAD, SET) by result: ok, or failed (the running configuration stayed)', ['result']);
   private readonly process = PROCESS.map(([column, name, help]) => ({ column, metric: this.counter(name, help, []) }));
 
   /** Replaces every value with those of `stats`; null when no worker answered. */
@@ -100,6 +101,10 @@ export class ExporterMetrics {
       for (const { column, metric } of this.databases) metric.set({ name: d.name, database: d.database }, d[column]);
     }
     for (const { column, metric } of this.process) metric.inc(stats.process[column]);
+    if (stats.reloads) {
+      this.reloads.inc({ result: 'ok' }, stats.reloads.ok);
+      this.reloads.inc({ result: 'failed' }, stats.reloads.failed);
+    }
   }
 
   private gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {

@@ -4,7 +4,7 @@
 import type { Worker } from 'node:cluster';
 import { isMessage } from '../workers/messages.js';
 import { PendingReplies } from '../workers/replies.js';
-import { mergeSnapshots, type ClusterStats } from './merge.js';
+import { mergeSnapshots, type ClusterStats, type ReloadTotals } from './merge.js';
 import type { WorkerSnapshot } from './snapshot.js';
 
 export interface StatsCollector {
@@ -16,10 +16,13 @@ export const SNAPSHOT_TIMEOUT_MS = 1000;
 
 /** A single-process proxy: its own snapshot is the whole picture. */
 export class LocalCollector implements StatsCollector {
-  constructor(private readonly snapshot: () => WorkerSnapshot) {}
+  constructor(
+    private readonly snapshot: () => WorkerSnapshot,
+    private readonly reloads?: ReloadTotals,
+  ) {}
 
   collect(): Promise<ClusterStats> {
-    return Promise.resolve(mergeSnapshots([this.snapshot()]));
+    return Promise.resolve({ ...mergeSnapshots([this.snapshot()]), reloads: this.reloads && { ...this.reloads } });
   }
 }
 
@@ -51,8 +54,14 @@ export class WorkerCollector implements StatsCollector {
 export class PrimaryCollector implements StatsCollector {
   private readonly replies = new PendingReplies<WorkerSnapshot>(SNAPSHOT_TIMEOUT_MS);
 
-  /** @param workers the workers to ask: those that are up and serving */
-  constructor(private readonly workers: () => Iterable<Worker>) {}
+  /**
+   * @param workers the workers to ask: those that are up and serving
+   * @param reloads the primary's reload counts (it decides them)
+   */
+  constructor(
+    private readonly workers: () => Iterable<Worker>,
+    private readonly reloads?: () => ReloadTotals,
+  ) {}
 
   /** Feed it every message from a worker; it takes the replies. */
   onWorkerMessage(msg: unknown): void {
@@ -66,6 +75,7 @@ export class PrimaryCollector implements StatsCollector {
   }
 
   async collect(): Promise<ClusterStats> {
-    return mergeSnapshots(await this.snapshots());
+    const reloads = this.reloads?.();
+    return { ...mergeSnapshots(await this.snapshots()), reloads: reloads && { ...reloads } };
   }
 }

@@ -14,6 +14,11 @@ export interface DatabaseStats {
   last_period: CounterValues;
 }
 
+export interface ReloadTotals {
+  ok: number;
+  failed: number;
+}
+
 export interface ClusterStats {
   /** Workers whose snapshot is included (a worker that did not answer in time is left out). */
   workers: number[];
@@ -30,6 +35,8 @@ export interface ClusterStats {
   limits: { max_client_conn: number; max_user_connections: number };
   /** PAUSE without a database holds in some worker (SHOW STATE). */
   paused: boolean;
+  /** Configuration reloads by result, counted where they are decided (the primary with workers); set by the collector. */
+  reloads?: ReloadTotals;
   /** Failed and throttled logins, refused lookups, uncaught faults: summed over the workers. */
   process: ProcessCounterValues;
 }

@@ -38,7 +38,7 @@ export async function runPrimary({ count, config, loadConfig, log }: PrimaryOpti
   const workers = new Map<number, Worker>();
   /** Workers that are listening (they said so); the ones whose statistics count. */
   const serving = new Set<Worker>();
-  const stats = new PrimaryCollector(() => serving);
+  const stats = new PrimaryCollector(() => serving, () => relay.reloads);
   let metrics: Promise<MetricsServer | null> | null = null;
   let stopping = false;
   const budget = new BudgetHost((id, msg) => {

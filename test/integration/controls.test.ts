@@ -12,6 +12,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/index.js';
 import { createLogger } from '../../src/log/logger.js';
+import { ExporterMetrics } from '../../src/metrics/exporter.js';
 import { startProxy, type RunningProxy } from '../../src/proxy.js';
 import { until } from '../harness/poll.js';
 import { adminSql, USERS } from '../harness/postgres.js';
@@ -215,6 +216,23 @@ describe('SET and RELOAD', () => {
       nextConfig = () => config();
       await consoleQuery('RELOAD');
     }
+  });
+
+  it('counts reloads by result in /metrics (SET and RELOAD that took: ok; a bad file: failed)', async () => {
+    const before = (await proxy.context.stats.collect()).reloads!;
+    nextConfig = () => config({ default_pool_size: 'many' });
+    try {
+      await consoleQuery('RELOAD');
+    } finally {
+      nextConfig = () => config();
+    }
+    await consoleQuery('RELOAD');
+    await consoleQuery('SET query_wait_timeout = 120');
+    const metrics = new ExporterMetrics();
+    metrics.update(await proxy.context.stats.collect());
+    const text = await metrics.registry.metrics();
+    expect(text).toContain(`pg_ingress_config_reloads_total{result="ok"} ${before.ok + 2}`);
+    expect(text).toContain(`pg_ingress_config_reloads_total{result="failed"} ${before.failed + 1}`);
   });
 
   it('RELOAD of a bad configuration keeps the running one and says why', async () => {
