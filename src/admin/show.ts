@@ -2,6 +2,7 @@
 // worker, with PgBouncer 1.25's column names and order (src/admin.c and
 // src/stats.c are the reference). Each answer is the wire bytes of one result
 // set (or an ErrorResponse), without ReadyForQuery.
+import { isSettable } from '../control/reload.js';
 import type { Config } from '../config/index.js';
 import { configSchema } from '../config/index.js';
 import { SECRET_KEYS } from '../config/schema.js';
@@ -243,8 +244,8 @@ function showConfig(config: Config): Buffer {
   const shown = (v: unknown): string => (v === null || v === undefined ? '' : Array.isArray(v) ? v.join(',') : String(v));
   const rows: Cell[][] = [];
   for (const [key, value] of Object.entries(config)) {
-    if (key === 'databases' || key === 'users' || key === 'config_file' || SECRET_KEYS.has(key) || key.includes('password')) continue;
-    rows.push([key, shown(value), shown(DEFAULTS[key]), 'no']);
+    if (key === 'databases' || key === 'users' || key === 'config_file' || key === 'notices' || SECRET_KEYS.has(key) || key.includes('password')) continue;
+    rows.push([key, shown(value), shown(DEFAULTS[key]), isSettable(key) ? 'yes' : 'no']);
   }
   return resultSet([text('key'), text('value'), text('default'), text('changeable')], rows);
 }

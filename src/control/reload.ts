@@ -104,9 +104,14 @@ function connectionOf(entry: object): string {
   return JSON.stringify(Object.entries(entry).filter(([k]) => !POOL_SIZING_KEYS.has(k)));
 }
 
+/** A key the console's SET may change (SHOW CONFIG's changeable): a reloadable scalar that is no secret and no file. */
+export function isSettable(key: string): boolean {
+  return SCALAR_KEYS.includes(key) && !key.endsWith('_file') && !SECRET_KEYS.has(key) && !RESTART_ONLY_KEYS.includes(key) && key !== 'notices';
+}
+
 /** `config` with one setting changed (the console's SET), validated as the file's value would be; or why not. */
 export function withSetting(config: Config, key: string, value: string): Config | { error: string } {
-  if (!SCALAR_KEYS.includes(key) || key.endsWith('_file')) return { error: `unknown setting "${key}", or one SET cannot change (see SHOW CONFIG)` };
+  if (!SCALAR_KEYS.includes(key) || key.endsWith('_file') || key === 'notices') return { error: `unknown setting "${key}", or one SET cannot change (see SHOW CONFIG)` };
   if (SECRET_KEYS.has(key)) return { error: `${key} is a secret: set it in the file or the environment, then RELOAD` };
   if (RESTART_ONLY_KEYS.includes(key)) return { error: `${key} takes effect only at start` };
   const leaf = (configSchema.shape as Record<string, { safeParse(v: unknown): { success: true; data: unknown } | { success: false; error: { issues: { message: string }[] } } }>)[key]!;

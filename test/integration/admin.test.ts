@@ -111,8 +111,9 @@ describe('SHOW commands', () => {
   it('CONFIG shows settings but never a password', async () => {
     const r = await console_('SHOW CONFIG');
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('pool_mode|transaction|session|no');
-    expect(r.stdout).toContain(`admin_users|${scram.name}||no`);
+    expect(r.stdout).toContain('pool_mode|transaction|session|yes');
+    expect(r.stdout).toContain('listen_port|0|6432|no'); // restart only
+    expect(r.stdout).toContain(`admin_users|${scram.name}||yes`);
     expect(r.stdout).not.toContain('auth_password');
     expect(r.stdout).not.toContain(USERS.auth.password);
   });

@@ -188,7 +188,8 @@ describe('SET and RELOAD', () => {
     expect(set.stderr).toBe('');
     expect(set.code).toBe(0);
     const shown = await consoleQuery('SHOW CONFIG');
-    expect(shown.stdout.split('\n').find((l) => l.startsWith('query_wait_timeout|'))).toMatch(/^query_wait_timeout\|7\|/);
+    expect(shown.stdout.split('\n').find((l) => l.startsWith('query_wait_timeout|'))).toMatch(/^query_wait_timeout\|7\|120\|yes$/);
+    expect(shown.stdout.split('\n').find((l) => l.startsWith('listen_port|'))).toMatch(/\|no$/);
     expect(proxy.context.config.query_wait_timeout).toBe(7);
     const bad = await consoleQuery("SET query_wait_timeout = 'soon'");
     expect(bad.code).not.toBe(0);
