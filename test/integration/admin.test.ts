@@ -51,6 +51,28 @@ describe('admin console logins', () => {
     expect(r.stderr).toContain('admin access needed');
   });
 
+  it('without auth_dbname, looks console users up in the first database entry (the shipped configuration works as it is)', async () => {
+    const plain = await startTestProxy({ admin_users: [scram.name] }); // databases app1, app2; no auth_dbname
+    try {
+      const r = await psql(conninfo(plain.port, 'pgbouncer', scram.name), 'SHOW VERSION', { PGPASSWORD: scram.password });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toMatch(/^pg-ingress /);
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it('with no database entry to look users up in, the console login says what to set', async () => {
+    const none = await startTestProxy({ admin_users: [scram.name], databases: {} });
+    try {
+      const err = await connectError(pgOptions(none.port, 'pgbouncer', scram.name, scram.password));
+      expect(err).toMatchObject({ code: '08006', severity: 'FATAL' });
+      expect(err.message).toContain('no database entry to run auth_query in');
+    } finally {
+      await none.close();
+    }
+  });
+
   it('refuses a user in neither list with 42501, after authenticating', async () => {
     const err = await connectError(pgOptions(proxy.port, 'pgbouncer', trust.name, trust.password));
     expect(err).toMatchObject({ code: '42501', severity: 'FATAL' });

@@ -142,6 +142,21 @@ describe.each([1, 2])('workers: %i', (workers) => {
 });
 
 describe('the primary', () => {
+  it('a certificate a worker cannot load fails the reload in every worker: none switches', async () => {
+    const proxy = await start(2);
+    try {
+      const text = readFileSync(proxy.configFile, 'utf8');
+      const certLine = text.split('\n').find((l) => l.startsWith('client_tls_cert_file:'))!;
+      writeFileSync(proxy.configFile, text.replace(certLine, 'client_tls_cert_file: /nonexistent/cert.pem').replace(`dbname=${A}`, `dbname=${B}`));
+      proxy.child.kill('SIGHUP');
+      await until('the failed reload is logged', () => proxy.output().includes('reload failed; every worker keeps the running configuration'), { timeoutMs: 15_000 });
+      const names = await Promise.all(Array.from({ length: 8 }, () => whoami(proxy)));
+      expect(names.every((n) => n === A)).toBe(true); // nobody switched to the new dbname
+    } finally {
+      await proxy.stop();
+    }
+  }, 60_000);
+
   it('names restart-only keys a reload cannot change', async () => {
     const proxy = await start(2);
     try {
