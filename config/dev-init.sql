@@ -24,8 +24,10 @@ GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(TEXT) TO pgbouncer_auth;
 COMMIT;
 -- Then give the login role a password (psql): \password pgbouncer
 -- and put the same password in auth_password_file (or PG_INGRESS_AUTH_PASSWORD).
--- Development only: the auth_user's password (matches PG_INGRESS_AUTH_PASSWORD
--- in docker-compose.yml) and an application user to connect as.
+-- Everything above is `pg-ingress init-sql` verbatim (test/docker/dev-init.test.ts
+-- fails when they drift). Development only: the auth_user's password (the compose
+-- Secret config/docker/auth-password) and a SCRAM application user to connect as.
+SET password_encryption = 'scram-sha-256';
 ALTER ROLE pgbouncer PASSWORD 'pgbouncer-dev-password';
 CREATE ROLE app LOGIN PASSWORD 'app';
 GRANT ALL ON SCHEMA public TO app;
