@@ -2,7 +2,9 @@
 // through the published port, a scrape, `docker stop` draining, `down`.
 // Runs under its own project name; publishes on 6432/9127 when they are free
 // (then the README's psql line runs verbatim), else on free ports.
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../harness/poll.js';
@@ -11,6 +13,7 @@ import { background, freePort, portIsFree, run, runOk } from './docker.js';
 const PROJECT = `pg-ingress-test-${process.pid}`;
 const IMAGE = 'pg-ingress:dev';
 const GRACE_SECONDS = 40; // docker-compose.yml's stop_grace_period
+const README_CONTAINER = `${PROJECT}-readme`;
 
 /** The README's "Docker and compose" psql line, which must work as written. */
 const README_PSQL = /^(PGPASSWORD=(\S+) psql "host=localhost port=6432 (dbname=app user=app sslmode=require)")$/m.exec(
@@ -66,6 +69,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await run('docker', ['rm', '-f', README_CONTAINER]);
+  await run('docker', ['image', 'rm', 'pg-ingress']); // the README's tag only: its layers are pg-ingress:dev's
   await run('docker', ['compose', '-p', PROJECT, '-f', 'docker-compose.yml', 'down', '-v', '--remove-orphans'], { env: composeEnv });
   const size = (await run('docker', ['image', 'ls', '--format', '{{.Size}}', IMAGE])).stdout.trim();
   console.log(`docker test: image ${IMAGE} ${size}; seconds: ${JSON.stringify(timings)}; ports ${port}, ${metricsPort}`);
@@ -106,6 +111,31 @@ describe('the compose stack', () => {
     expect(ran.stderr).toBe('');
     expect(ran.stdout).toContain('through pg-ingress as app');
     expect(ran.code).toBe(0);
+  });
+
+  it("runs the README's docker run block: mounted config, password from a Secret file", async () => {
+    const block = /^(docker build -t pg-ingress \.)\n(docker run (?:[^\n]*\\\n)*[^\n]*)$/m.exec(readFileSync('README.md', 'utf8'));
+    expect(block, 'README has the docker build and docker run lines').not.toBeNull();
+    const [, build, dockerRun] = block!;
+    // Debian's Docker 20.10 builds this with the legacy builder (compose used BuildKit): both work.
+    await timed('README docker build', () => runOk('bash', ['-c', build!]));
+    // In a directory holding the two files it mounts; on the stack's network (for the
+    // host "postgres"), under its own name and ports, since the stack holds 6432 and 9127.
+    const dir = mkdtempSync(join(tmpdir(), 'pg-ingress-readme-'));
+    copyFileSync('config/docker/pg-ingress.yaml', join(dir, 'pg-ingress.yaml'));
+    copyFileSync('config/docker/auth-password', join(dir, 'auth-password'));
+    const [clientPort, scrapePort] = [await freePort(), await freePort()];
+    const command = dockerRun!
+      .replace('--name pg-ingress ', `--name ${README_CONTAINER} --network ${PROJECT}_default `)
+      .replace('-p 6432:6432 -p 9127:9127', `-p ${clientPort}:6432 -p ${scrapePort}:9127`);
+    expect(command).toContain(README_CONTAINER);
+    expect(command).toContain(`-p ${clientPort}:6432`);
+    await runOk('bash', ['-c', `cd ${JSON.stringify(dir)} && ${command}`]);
+    await until('the container healthy', async () => (await inspect(README_CONTAINER, '{{.State.Health.Status}}')) === 'healthy', { timeoutMs: 60_000, intervalMs: 500 });
+    const who = await psql(`host=localhost port=${clientPort} dbname=app user=app sslmode=require`, 'SELECT current_user', 'app');
+    expect(who).toEqual({ code: 0, stdout: 'app\n', stderr: '' });
+    await runOk('docker', ['rm', '-f', README_CONTAINER]);
+    rmSync(dir, { recursive: true });
   });
 
   it('logs the SCRAM application user in over TLS', async () => {
