@@ -8,7 +8,8 @@ import { ShutdownRequests } from '../control/shutdown-requests.js';
 import { configFromPrimary } from '../workers/worker-config.js';
 import { createLogger, logFormat } from '../log/logger.js';
 import { convertIni } from './convert.js';
-import { initSql } from './init-sql.js';
+import { initSqlCommand } from './init-sql.js';
+import { checkLive } from './check-live.js';
 import { runPrimary } from '../workers/primary.js';
 import { workerExecArgv } from '../workers/node-flags.js';
 import { defaultWorkerCount } from '../workers/cpu-budget.js';
@@ -17,11 +18,19 @@ import { installSafetyNet } from '../process/safety-net.js';
 
 const USAGE = `usage:
   pg-ingress [--config FILE]          run the proxy (default config: none, env and defaults only)
-  pg-ingress check [--config FILE]    validate the configuration and exit
+  pg-ingress check [--config FILE] [--live [--user NAME]]
+                                      validate the configuration and exit; --live also connects as auth_user
+                                      to every database entry, runs auth_query (for NAME too) and checks the
+                                      client certificate: one ok/FAIL line each, exit 1 if any FAIL
   pg-ingress convert FILE.ini [--userlist FILE]
                                       print a pgbouncer.ini as the equivalent YAML (secrets stay in the userlist)
-  pg-ingress init-sql [--auth-user pgbouncer] [--auth-role pgbouncer_auth]
-                                      print the SQL that sets up auth_query with least privilege
+  pg-ingress init-sql [--auth-user pgbouncer] [--auth-role pgbouncer_auth] [--database NAME]
+                      [--exclude-superusers] [--cnpg [--password-secret pgbouncer-auth]]
+                                      print the SQL that sets up auth_query with least privilege (idempotent);
+                                      --database also grants CONNECT on NAME, --exclude-superusers makes get_auth
+                                      return no row for superusers and their members, --cnpg prints it as
+                                      CloudNativePG YAML: postInitApplicationSQL (under spec.bootstrap.initdb)
+                                      and roles (under spec.managed) with the auth user's passwordSecret
 Environment variables override the file; see docs/configuration.md.`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -32,6 +41,12 @@ export async function main(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       'auth-user': { type: 'string' },
       'auth-role': { type: 'string' },
+      database: { type: 'string' },
+      'exclude-superusers': { type: 'boolean' },
+      cnpg: { type: 'boolean' },
+      'password-secret': { type: 'string' },
+      live: { type: 'boolean' },
+      user: { type: 'string' },
       userlist: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -42,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = positionals[0] ?? 'run';
   if (command === 'init-sql') {
-    process.stdout.write(initSql({ authUser: values['auth-user'] ?? 'pgbouncer', authRole: values['auth-role'] ?? 'pgbouncer_auth' }));
+    process.stdout.write(initSqlCommand(values));
     return 0;
   }
   const file = values.config ?? null;
@@ -61,6 +76,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command === 'check') {
     for (const notice of config.notices) console.error(`pg-ingress: warning: ${notice}`);
     console.log(`configuration OK: ${Object.keys(config.databases).length} database entries, listening on ${config.listen_addr}:${config.listen_port}`);
+    if (values.live) return (await checkLive(config, { user: values.user ?? null, write: (line) => console.log(line) })) ? 0 : 1;
     return 0;
   }
   if (command !== 'run') {
