@@ -67,3 +67,15 @@ describe('init-sql options', () => {
     expect(cluster.spec.managed.roles[0]!.name).toBe('pgbouncer');
   });
 });
+
+describe('README', () => {
+  it("shows --cnpg's shape as the command prints it: the roles block whole, the SQL's first and last items", () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const out = initSqlCnpg({ authUser: 'pgbouncer', authRole: 'pgbouncer_auth', passwordSecret: 'pgbouncer-auth' });
+    const roles = out.slice(out.indexOf('roles:'));
+    expect(readme).toContain(roles);
+    const sql = out.slice(out.indexOf('postInitApplicationSQL:'), out.indexOf('# Under spec.managed')).split('\n');
+    expect(readme).toContain(sql.slice(0, 5).join('\n'));
+    expect(readme).toContain(`  ...\n${sql.at(-2)}\nroles:`);
+  });
+});
