@@ -23,7 +23,7 @@ import { startStatsLog } from './stats/log-stats.js';
 import { everyStatsPeriod } from './stats/period.js';
 import { takeSnapshot, type WorkerSnapshot } from './stats/snapshot.js';
 import { TlsContextProvider } from './tls/context.js';
-import { currentWorkerId, isCancelMessage, isMessage } from './workers/messages.js';
+import { currentWorkerId, isCancelMessage, isMessage, type DatabaseStates } from './workers/messages.js';
 import { listenWithReusePort } from './workers/reuse-port.js';
 
 /** How often the janitor looks at timeouts and pool sizes (PgBouncer's runs about once a second). */
@@ -34,6 +34,8 @@ const SHUTDOWN_POLL_MS = 50;
 export interface ProxyOptions {
   /** RELOAD and SHUTDOWN: what the process owner does. By default RELOAD fails (no file to read) and SHUTDOWN stops this proxy. */
   hooks?: Partial<ProcessHooks>;
+  /** PAUSE and DISABLE to start with (a worker that starts while the others are paused). */
+  states?: DatabaseStates;
 }
 
 export interface RunningProxy {
@@ -99,8 +101,10 @@ export async function startProxy(config: Config, log: Logger, options: ProxyOpti
   };
   const workerOperator = cluster.isWorker ? new WorkerOperator((msg) => process.send!(msg)) : null;
   context.operator = workerOperator ?? new LocalOperator(context, hooks, log, reloads);
-  /** Reloads the primary asked us to prepare, by request id. */
+  if (options.states) context.pools.setStates(options.states);
+  /** Reloads the primary asked us to prepare, by request id; and those it aborted before we were ready (a late prepare is dropped). */
   const preparedReloads = new Map<number, PreparedReload>();
+  const abortedReloads = new Set<number>();
   const onMessage = (msg: unknown): void => {
     // A cancel that reached another worker, relayed by the primary.
     if (isCancelMessage(msg)) context.cancels.forward(msg.processId, msg.secretKey);
@@ -111,18 +115,21 @@ export async function startProxy(config: Config, log: Logger, options: ProxyOpti
     else if (isMessage(msg, 'pg-ingress:reload-prepare')) {
       prepareReload(context, freezeConfig(msg.config)).then(
         (prepared) => {
+          if (abortedReloads.delete(msg.id)) return prepared.abort(); // the primary gave up waiting for us
           preparedReloads.set(msg.id, prepared);
           process.send!({ type: 'pg-ingress:reload-prepared', id: msg.id, error: null });
         },
         (err: Error) => process.send!({ type: 'pg-ingress:reload-prepared', id: msg.id, error: err.message }),
       );
     } else if (isMessage(msg, 'pg-ingress:reload-commit') || isMessage(msg, 'pg-ingress:reload-abort')) {
-      const prepared = preparedReloads.get(msg.id);
-      preparedReloads.delete(msg.id);
+      const prepared = preparedReloads.get(msg.reload);
+      preparedReloads.delete(msg.reload);
       if (msg.type === 'pg-ingress:reload-commit') prepared?.commit();
-      else prepared?.abort();
+      else if (prepared) prepared.abort();
+      else abortedReloads.add(msg.reload);
       process.send!({ type: 'pg-ingress:reload-done', id: msg.id });
-    } else if (isMessage(msg, 'pg-ingress:shutdown')) hooks.shutdown(msg.mode);
+    } else if (isMessage(msg, 'pg-ingress:states')) context.pools.setStates(msg.states);
+    else if (isMessage(msg, 'pg-ingress:shutdown')) hooks.shutdown(msg.mode);
   };
   /** A control the primary relays to every worker; it answers when this worker is done. */
   const runControl = async (id: number, control: Control): Promise<void> => {

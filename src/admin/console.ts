@@ -162,7 +162,7 @@ function errorOf(response: Buffer): { code: string; message: string } {
 async function answer(body: Buffer, ctx: CommandContext, log: ConnLogger): Promise<Buffer[]> {
   const end = body.indexOf(0);
   const sql = body.toString('utf8', 0, end < 0 ? body.length : end);
-  const statements = sql.split(';').filter((s, i, all) => s.trim() !== '' || (all.length === 1 && i === 0));
+  const statements = splitStatements(sql).filter((s, i, all) => s.trim() !== '' || (all.length === 1 && i === 0));
   const parts: Buffer[] = [];
   for (const statement of statements) {
     let out: Buffer;
@@ -176,4 +176,23 @@ async function answer(body: Buffer, ctx: CommandContext, log: ConnLogger): Promi
     if (out[0] === 0x45) break; // 'E'
   }
   return parts;
+}
+
+/** The statements of a simple Query: split at `;` outside '…' and "…" (SET server_reset_query = 'DISCARD ALL; SELECT 1' is one). */
+export function splitStatements(sql: string): string[] {
+  const out: string[] = [];
+  let quote: string | null = null;
+  let start = 0;
+  for (let i = 0; i < sql.length; i++) {
+    const c = sql[i];
+    if (quote !== null) {
+      if (c === quote) quote = null; // a doubled quote closes and reopens: the same outcome
+    } else if (c === "'" || c === '"') quote = c;
+    else if (c === ';') {
+      out.push(sql.slice(start, i));
+      start = i + 1;
+    }
+  }
+  out.push(sql.slice(start));
+  return out;
 }

@@ -6,6 +6,8 @@ import { ConfigError, loadConfig, type Config } from '../config/index.js';
 import { listenForSignals } from '../control/signals.js';
 import { ShutdownRequests } from '../control/shutdown-requests.js';
 import { configFromPrimary } from '../workers/worker-config.js';
+import type { DatabaseStates } from '../workers/messages.js';
+import type { Operator } from '../control/control.js';
 import { createLogger, logFormat } from '../log/logger.js';
 import { convertIni } from './convert.js';
 import { initSqlCommand } from './init-sql.js';
@@ -61,7 +63,10 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const file = values.config ?? null;
-  if (command === 'run' && cluster.isWorker) return runProxy(await configFromPrimary(), null);
+  if (command === 'run' && cluster.isWorker) {
+    const { config, states } = await configFromPrimary();
+    return runProxy(config, null, states);
+  }
   if (command === 'convert') return convert(positionals[1], values.userlist);
   let config;
   try {
@@ -94,7 +99,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /** Runs the proxy in this process until a shutdown; `reload` is null in a worker (the primary reads the configuration). */
-async function runProxy(config: Config, reload: (() => Config) | null): Promise<number> {
+async function runProxy(config: Config, reload: (() => Config) | null, states?: DatabaseStates): Promise<number> {
   const log = createLogger(config.log_level, undefined, logFormat(config.log_format)).child(cluster.isWorker ? { worker: currentWorkerId() } : {});
   installSafetyNet(log);
   // Said once, by the process that read the configuration (a worker's comes from the primary).
@@ -103,14 +108,17 @@ async function runProxy(config: Config, reload: (() => Config) | null): Promise<
   // Loaded here, not at the top: a primary never runs the proxy and stays small without it.
   const { startProxy } = await import('../proxy.js');
   const shutdowns = new ShutdownRequests();
+  // Before the start: SIGHUP's default would kill a process still starting. A control signal during the start is ignored.
+  let operator: Operator | null = null;
+  const signals = listenForSignals(shutdowns, reload ? (control) => void operator?.run(control).then((o) => log.info({ ...o }, `${control.kind} done`)) : null, log);
   const proxy = await startProxy(config, log, {
     hooks: {
       ...(reload ? { loadConfig: reload } : {}),
       shutdown: (mode) => shutdowns.request(mode, false),
     },
+    states,
   });
-  const { operator } = proxy.context;
-  const signals = listenForSignals(shutdowns, reload ? (control) => void operator.run(control).then((o) => log.info({ ...o }, `${control.kind} done`)) : null, log);
+  operator = proxy.context.operator;
   const mode = await shutdowns.first();
   // shutdown_timeout as it is now: a reload may have changed it.
   const timeoutMs = proxy.context.config.shutdown_timeout * 1000;

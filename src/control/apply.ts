@@ -1,6 +1,7 @@
 // Applies the per-process controls in this process: its pools and its
 // clients. With workers every worker applies them (the primary relays), and the
 // console answers once all have.
+import { route } from '../client/router.js';
 import type { ProxyContext } from '../context.js';
 import { fatal, SqlState, type PgError } from '../protocol/pg-error.js';
 import type { Control } from './control.js';
@@ -17,11 +18,15 @@ export function isLocalControl(control: Control): control is LocalControl {
 /** Applies one control here; resolves when it is done (PAUSE: when every server is released). */
 export async function applyControl(proxy: ProxyContext, control: LocalControl, worker: number): Promise<void> {
   const { pools } = proxy;
+  if ('database' in control && control.database !== null) knownDatabase(proxy, control.database);
   switch (control.kind) {
-    case 'pause':
+    case 'pause': {
       pools.pause(control.database);
       // PgBouncer's PAUSE returns once every server is released and closed: the database may restart now.
-      return waitUntil(() => allOf(proxy, control.database, (pool) => pool.total === 0));
+      // A RESUME meanwhile ends the wait too: nothing is paused any more.
+      const stillPaused = (): boolean => (control.database === null ? pools.allPaused : pools.isPaused(control.database));
+      return waitUntil(() => !stillPaused() || allOf(proxy, control.database, (pool) => pool.total === 0));
+    }
     case 'resume':
       pools.resume(control.database);
       return;
@@ -44,6 +49,12 @@ export async function applyControl(proxy: ProxyContext, control: LocalControl, w
       for (const client of proxy.clients) if (globalClientId(worker, client.id) === control.id) client.kill(killed());
       return;
   }
+}
+
+/** A database the console names must be one the proxy serves (a typo in a runbook must not answer OK), as in PgBouncer. */
+function knownDatabase(proxy: ProxyContext, database: string): void {
+  if (route(proxy.config, database) !== null || proxy.pools.of(database).next().done === false) return;
+  throw new Error(`no such database: ${database}`);
 }
 
 /** The id SHOW CLIENTS shows: unique across workers. */

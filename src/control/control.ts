@@ -43,10 +43,11 @@ export function isControlVerb(verb: string): boolean {
 /** A control from one console statement, or the reason it is not one. */
 export function parseControl(statement: string): Control | { error: string } {
   const text = statement.trim();
-  const [verbWord = '', ...rest] = text.split(/\s+/);
+  const verbWord = /^\S*/.exec(text)![0];
   const verb = verbWord.toUpperCase();
   if (verb === 'SET') return parseSet(text.slice(verbWord.length));
-  const args = rest.map(unquote);
+  const args = words(text.slice(verbWord.length));
+  if (args === null) return { error: 'a quoted name has no closing quote' };
   const optionalDb = (kind: 'pause' | 'resume' | 'reconnect' | 'kill' | 'wait_close'): Control | { error: string } =>
     args.length <= 1 ? { kind, database: args[0] ?? null } : { error: `${verb} takes at most one database name` };
   switch (verb) {
@@ -78,15 +79,43 @@ export function parseControl(statement: string): Control | { error: string } {
 /** `SET key = value` or `SET key TO value`; the value may be quoted. */
 function parseSet(afterVerb: string): Control | { error: string } {
   const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:=|\s+TO\s+)\s*(.*?)\s*$/is.exec(afterVerb);
-  if (!m) return { error: "SET needs key = value, e.g. SET default_pool_size = 30" };
-  return { kind: 'set', key: m[1]!.toLowerCase(), value: unquote(m[2]!) };
+  if (!m) return { error: 'SET needs key = value, e.g. SET default_pool_size = 30' };
+  const value = m[2]!;
+  if (!/^(['"]).*\1$/s.test(value)) return /['"]/.test(value[0] ?? '') ? { error: 'the value has no closing quote' } : { kind: 'set', key: m[1]!.toLowerCase(), value };
+  const parsed = words(value);
+  if (parsed === null || parsed.length !== 1) return { error: 'SET takes one value; quote it if it has spaces' };
+  return { kind: 'set', key: m[1]!.toLowerCase(), value: parsed[0]! };
 }
 
-/** 'value' or "name" as PgBouncer's console accepts them ('' inside quotes is one quote). */
-function unquote(word: string): string {
-  if (word.length >= 2 && (word[0] === "'" || word[0] === '"') && word.endsWith(word[0])) {
-    const q = word[0];
-    return word.slice(1, -1).replaceAll(q + q, q);
+/** Whitespace-separated words; 'a b' or "a b" is one ('' inside quotes is one quote, as in SQL). Null on an unclosed quote. */
+function words(text: string): string[] | null {
+  const out: string[] = [];
+  let i = 0;
+  for (;;) {
+    while (i < text.length && /\s/.test(text[i]!)) i++;
+    if (i >= text.length) return out;
+    const q = text[i];
+    if (q === "'" || q === '"') {
+      let word = '';
+      i++;
+      for (;;) {
+        if (i >= text.length) return null;
+        if (text[i] === q) {
+          if (text[i + 1] === q) {
+            word += q;
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        word += text[i++];
+      }
+      out.push(word);
+    } else {
+      const start = i;
+      while (i < text.length && !/\s/.test(text[i]!)) i++;
+      out.push(text.slice(start, i));
+    }
   }
-  return word;
 }

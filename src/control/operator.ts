@@ -33,15 +33,28 @@ export class LocalOperator implements Operator {
     readonly reloads = new ReloadCounts(),
   ) {}
 
+  /** One reload or SET at a time: two at once would each start from the same running configuration. */
+  private reloading: Promise<unknown> = Promise.resolve();
+
   async run(control: Control): Promise<ControlOutcome> {
     if (isLocalControl(control)) {
-      await applyControl(this.proxy, control, 0);
+      try {
+        await applyControl(this.proxy, control, 0);
+      } catch (err) {
+        return { ok: false, error: (err as Error).message };
+      }
       return { ok: true, warnings: [] };
     }
     if (control.kind === 'shutdown') {
       setImmediate(() => this.hooks.shutdown(control.mode));
       return { ok: true, warnings: [] };
     }
+    const run = this.reloading.then(() => this.reload(control));
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reload(control: Extract<Control, { kind: 'reload' | 'set' }>): Promise<ControlOutcome> {
     let next: Config;
     if (control.kind === 'set') {
       const changed = withSetting(this.proxy.config, control.key, control.value);

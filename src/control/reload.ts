@@ -91,7 +91,10 @@ function reconfigurePools(proxy: ProxyContext, running: Config, next: Config): v
   const tlsChanged = serverTls(running) !== serverTls(next);
   for (const pool of proxy.pools.all()) {
     const target = route(next, pool.database);
-    if (!target) continue; // removed: its clients finish, then the pool goes unused and is dropped
+    if (!target) {
+      pool.retire(); // removed: its clients finish, it keeps no server, then goes unused and is dropped
+      continue;
+    }
     const user = pool.address.user;
     const before = route(running, pool.database);
     pool.reconfigure(poolSettings(next, target.entry, user, next.users[user]?.pool_mode ?? target.poolMode), { ...pool.address, host: target.host, port: target.port, dbname: target.dbname });
@@ -106,12 +109,16 @@ function connectionOf(entry: object): string {
 
 /** A key the console's SET may change (SHOW CONFIG's changeable): a reloadable scalar that is no secret and no file. */
 export function isSettable(key: string): boolean {
-  return SCALAR_KEYS.includes(key) && !key.endsWith('_file') && !SECRET_KEYS.has(key) && !RESTART_ONLY_KEYS.includes(key) && key !== 'notices';
+  return SCALAR_KEYS.includes(key) && !key.endsWith('_file') && !SECRET_KEYS.has(key) && !RESTART_ONLY_KEYS.includes(key) && !DERIVED_FROM.has(key);
 }
+
+/** Keys loadConfig derives other values from (auth_user's password may come from auth_file): only a reload reads them. */
+const DERIVED_FROM = new Set(['notices', 'auth_user', 'auth_file']);
 
 /** `config` with one setting changed (the console's SET), validated as the file's value would be; or why not. */
 export function withSetting(config: Config, key: string, value: string): Config | { error: string } {
   if (!SCALAR_KEYS.includes(key) || key.endsWith('_file') || key === 'notices') return { error: `unknown setting "${key}", or one SET cannot change (see SHOW CONFIG)` };
+  if (DERIVED_FROM.has(key)) return { error: `${key} changes what else the configuration means (auth_user's password may come from auth_file): set it in the file, then RELOAD` };
   if (SECRET_KEYS.has(key)) return { error: `${key} is a secret: set it in the file or the environment, then RELOAD` };
   if (RESTART_ONLY_KEYS.includes(key)) return { error: `${key} takes effect only at start` };
   const leaf = (configSchema.shape as Record<string, { safeParse(v: unknown): { success: true; data: unknown } | { success: false; error: { issues: { message: string }[] } } }>)[key]!;

@@ -17,8 +17,10 @@ const CONTROL: ReadonlyArray<[NodeJS.Signals, Control]> = [
 ];
 
 /**
- * @param run runs a control signal; null in a worker, where the primary takes
- * those signals (a terminal's signal reaches every process of the group)
+ * @param run runs a control signal; null in a worker, where every signal is
+ * the primary's to act on: a terminal's Ctrl-C, or systemd's SIGTERM, reaches
+ * the whole process group, and counting that copy as well as the primary's
+ * relayed request would make one signal look like two (stop at once)
  */
 export function listenForSignals(shutdowns: ShutdownRequests, run: ((control: Control) => void) | null, log: Logger): { stop(): void } {
   const handlers: Array<[NodeJS.Signals, () => void]> = [];
@@ -26,6 +28,7 @@ export function listenForSignals(shutdowns: ShutdownRequests, run: ((control: Co
     handlers.push([
       signal,
       () => {
+        if (!run) return;
         log.info({ signal, mode }, 'shutdown requested');
         shutdowns.request(mode, true);
       },

@@ -65,6 +65,19 @@ export class PoolManager {
     for (const pool of this.of(database)) if (!this.isPaused(pool.database)) pool.resume();
   }
 
+  /** PAUSE and DISABLE exactly as `states` has them (a worker that starts while the others are paused). */
+  setStates(states: { pausedAll: boolean; paused: readonly string[]; disabled: readonly string[] }): void {
+    this.pausedAll = states.pausedAll;
+    this.pausedDatabases.clear();
+    for (const db of states.paused) this.pausedDatabases.add(db);
+    this.disabledDatabases.clear();
+    for (const db of states.disabled) this.disabledDatabases.add(db);
+    for (const pool of this.pools.values()) {
+      if (this.isPaused(pool.database)) pool.pause();
+      else if (pool.isPaused) pool.resume();
+    }
+  }
+
   isPaused(database: string): boolean {
     return this.pausedAll || this.pausedDatabases.has(database);
   }

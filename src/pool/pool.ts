@@ -192,23 +192,44 @@ export class Pool {
    * mode it logged in with, and the servers' statement renaming follows the mode.
    */
   reconfigure(settings: PoolSettings, address: ServerAddress): void {
-    const { connect } = this.settings; // how servers are opened is not configuration (tests give a fake)
-    const next = { ...settings, connect: settings.connect ?? connect };
-    if (next.mode !== this.settings.mode && this.clients > 0) {
+    const before = this.settings;
+    const next = { ...settings, connect: settings.connect ?? before.connect }; // how servers are opened is not configuration (tests give a fake)
+    if (next.mode !== before.mode && this.clients > 0) {
+      if (!this.pendingSettings) this.log.info({ from: before.mode, to: next.mode, clients: this.clients }, 'pool_mode changes once the clients of this pool have left');
       this.pendingSettings = next;
-      this.settings = { ...next, mode: this.settings.mode, maxPrepared: this.settings.maxPrepared };
+      this.settings = { ...next, mode: before.mode, maxPrepared: before.maxPrepared };
     } else {
-      const modeChanged = next.mode !== this.settings.mode;
       this.pendingSettings = null;
       this.settings = next;
-      if (modeChanged) this.reconnect();
+      // Servers rename statements up to a cap fixed at login: new mode or cap, new servers.
+      if (next.mode !== before.mode || next.maxPrepared !== before.maxPrepared) this.reconnect();
     }
     if (!sameTarget(address, this.currentAddress)) {
       this.currentAddress = address;
       this.reconnect();
     }
+    if (this.settings.lifetimeMs !== before.lifetimeMs) for (const [server] of this.servers(Date.now())) server.expiresAt = this.expiryOf(server);
+    // A smaller pool: idle servers above it close now, busy ones when released (reuse()).
+    while (this.total > this.maxServers && this.idle.length > 0) this.close(this.idle.shift()!);
     this.pump();
     this.fill();
+  }
+
+  /** A reload removed this pool's database: its clients finish, it keeps no server idle, and goes unused. */
+  retire(): void {
+    this.settings = { ...this.settings, minSize: 0 };
+    this.pendingSettings = null;
+    this.reconnect();
+  }
+
+  /** Servers this pool may hold: pool_size plus the reserve. */
+  private get maxServers(): number {
+    return this.settings.size + this.settings.reserveSize;
+  }
+
+  /** When a server opened at `createdAt` reaches server_lifetime, jittered so that servers opened together are not all closed together. */
+  private expiryOf(server: ServerConnection): number {
+    return this.settings.lifetimeMs > 0 ? server.createdAt + this.settings.lifetimeMs * (0.85 + 0.15 * Math.random()) : Infinity;
   }
 
   /** RECONNECT: every server open or being opened now is closed when it is next free; new ones replace them. */
@@ -309,7 +330,7 @@ export class Pool {
 
   /** A server back from a client: closed if it must not be reused, held while a cancel for it is in flight, else reset (if asked) and made idle. */
   private reuse(server: ServerConnection, reset: boolean): void {
-    if (this.closed || this.paused || this.stale.has(server) || !server.reusable || server.expiresAt <= Date.now()) {
+    if (this.closed || this.paused || this.stale.has(server) || !server.reusable || server.expiresAt <= Date.now() || this.total >= this.maxServers) {
       this.close(server);
       return;
     }
@@ -544,7 +565,8 @@ export class Pool {
   private check(server: ServerConnection): void {
     this.runOwn(server, this.settings.checkQuery, 'server_check_query', () => {
       server.lastUsedAt = Date.now();
-      const waiter = this.waiters.shift();
+      // PAUSE came while it was checked: no new transaction starts; the waiter stays in line.
+      const waiter = this.paused ? undefined : this.waiters.shift();
       if (waiter) this.settle(waiter, null, server);
       else {
         this.active.delete(server);
@@ -577,8 +599,7 @@ export class Pool {
       (server) => {
         this.connecting--;
         this.retryAt = 0;
-        // Jittered so that servers opened together are not all closed together.
-        server.expiresAt = this.settings.lifetimeMs > 0 ? server.createdAt + this.settings.lifetimeMs * (0.85 + 0.15 * Math.random()) : Infinity;
+        server.expiresAt = this.expiryOf(server);
         // Each new server refreshes it: a changed role or default shows within server_lifetime.
         this.welcome = { params: server.initialParams, superuser: server.initialParams.get('is_superuser') === 'on', superuserMember: server.superuserMember === true };
         server.stream.on('close', () => this.forget(server));
@@ -617,8 +638,8 @@ export class Pool {
     this.settle(
       waiter,
       fatal(SqlState.tooManyConnections, `query_wait_timeout: no server connection became free within ${seconds} s`, {
-        detail: `pool "${this.name}" has ${this.settings.size} server connections, all in use`,
-        hint: 'raise pool_size / default_pool_size, or use transaction pooling',
+        detail: this.paused ? `pool "${this.name}" is paused (PAUSE on the admin console)` : `pool "${this.name}" has ${this.settings.size} server connections, all in use`,
+        hint: this.paused ? 'RESUME on the admin console, or wait for the operator' : 'raise pool_size / default_pool_size, or use transaction pooling',
       }),
     );
   }

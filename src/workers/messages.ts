@@ -66,6 +66,13 @@ export interface ConfigRequest {
 export interface ConfigMessage {
   type: 'pg-ingress:config';
   config: Config;
+  /** PAUSE and DISABLE in effect, for the new worker to start with. */
+  states: DatabaseStates;
+}
+export interface DatabaseStates {
+  pausedAll: boolean;
+  paused: string[];
+  disabled: string[];
 }
 export interface ControlRequest {
   type: 'pg-ingress:control-request';
@@ -97,9 +104,25 @@ export interface ReloadPrepared {
   id: number;
   error: string | null;
 }
+/** Commit or abort the reload prepared as `reload`; `id` is this step's own, for its reply. */
+export interface ReloadCommit {
+  type: 'pg-ingress:reload-commit';
+  id: number;
+  reload: number;
+}
+export interface ReloadAbort {
+  type: 'pg-ingress:reload-abort';
+  id: number;
+  reload: number;
+}
 export interface ReloadDone {
   type: 'pg-ingress:reload-done';
   id: number;
+}
+/** PAUSE and DISABLE as they stand, sent to a worker once it serves (it may have started on older ones). */
+export interface StatesMessage {
+  type: 'pg-ingress:states';
+  states: DatabaseStates;
 }
 export interface ShutdownMessage {
   type: 'pg-ingress:shutdown';
@@ -121,9 +144,10 @@ type Message =
   | ControlDone
   | ReloadPrepare
   | ReloadPrepared
-  | { type: 'pg-ingress:reload-commit'; id: number }
-  | { type: 'pg-ingress:reload-abort'; id: number }
+  | ReloadCommit
+  | ReloadAbort
   | ReloadDone
+  | StatesMessage
   | ShutdownMessage;
 
 export function isMessage<T extends Message['type']>(msg: unknown, type: T): msg is Extract<Message, { type: T }> {

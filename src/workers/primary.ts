@@ -46,7 +46,8 @@ export async function runPrimary({ count, config, loadConfig, log }: PrimaryOpti
     if (worker?.isConnected()) worker.send(msg);
   });
   const shutdowns = new ShutdownRequests();
-  const relay = new ControlRelay(config, { workers: () => workers.values(), loadConfig, shutdown: (mode) => shutdowns.request(mode, false), log });
+  // Controls go to the workers that serve: one still starting has no handler for them yet (it catches up when ready).
+  const relay = new ControlRelay(config, { workers: () => serving, loadConfig, shutdown: (mode) => shutdowns.request(mode, false), log });
   // One stats line for the whole proxy (log_stats), from every worker's numbers.
   const stopStatsLog = startStatsLog(stats, () => relay.config, log);
 
@@ -68,6 +69,8 @@ export async function runPrimary({ count, config, loadConfig, log }: PrimaryOpti
   const fork = (id: number): void => {
     const worker = cluster.fork({ PG_INGRESS_WORKER_ID: String(id), PG_INGRESS_TICKET_KEYS: ticketKeys });
     workers.set(id, worker);
+    // A send to a worker that just died fails with an 'error' event: without a listener it would take the primary down.
+    worker.on('error', (err: Error) => log.warn({ worker: id, err: err.message }, 'message to a worker failed'));
     worker.on('message', (msg: unknown) => {
       if (isToLedger(msg)) {
         if (workers.get(id) === worker) budget.onMessage(id, msg);
@@ -84,19 +87,23 @@ export async function runPrimary({ count, config, loadConfig, log }: PrimaryOpti
           if (worker.isConnected()) worker.send({ type: 'pg-ingress:cluster-stats-reply', id: msg.id, snapshots });
         });
       } else if (isMessage(msg, 'pg-ingress:worker-ready')) {
+        relay.workerReady(worker);
         serving.add(worker);
         if (metrics === null && msg.metrics && !stopping) startMetrics(msg.metrics);
       }
     });
     worker.on('exit', (code, signal) => {
       serving.delete(worker);
+      relay.workerGone(worker); // a control waiting for it would wait forever
       if (workers.get(id) === worker) {
         workers.delete(id);
         budget.workerGone(id); // its servers and clients are gone with it
       }
       if (stopping) return;
       log.error({ worker: id, code, signal }, 'worker exited unexpectedly; starting a new one');
-      setTimeout(() => fork(id), 1000).unref();
+      setTimeout(() => {
+        if (!stopping) fork(id);
+      }, 1000).unref();
     });
   };
 

@@ -3,14 +3,15 @@
 // configuration may differ, and all workers must agree.
 import type { Config } from '../config/index.js';
 import { freezeConfig } from '../config/freeze.js';
-import { isMessage } from './messages.js';
+import { isMessage, type DatabaseStates } from './messages.js';
 
-export function configFromPrimary(): Promise<Config> {
+/** The primary's configuration, and the PAUSE/DISABLE state the other workers are in. */
+export function configFromPrimary(): Promise<{ config: Config; states: DatabaseStates }> {
   return new Promise((resolve) => {
     const onMessage = (msg: unknown): void => {
       if (!isMessage(msg, 'pg-ingress:config')) return;
       process.off('message', onMessage);
-      resolve(freezeConfig(msg.config));
+      resolve({ config: freezeConfig(msg.config), states: msg.states });
     };
     process.on('message', onMessage);
     process.send!({ type: 'pg-ingress:config-request' });

@@ -26,6 +26,9 @@ function standIn() {
     *of(db: string | null) {
       for (const p of pools) if (db === null || p.database === db) yield p;
     },
+    // Stays paused: a RESUME meanwhile would end PAUSE's wait.
+    isPaused: () => true,
+    allPaused: true,
   };
   const clients = new Set<{ id: number; pool: { database: string }; killedWith: PgError | null; kill(err: PgError): void }>();
   const client = (id: number, database: string) => {
@@ -33,7 +36,7 @@ function standIn() {
     clients.add(c);
     return c;
   };
-  const proxy = { pools: manager, clients } as unknown as ProxyContext;
+  const proxy = { pools: manager, clients, config: { databases: {} } } as unknown as ProxyContext;
   return { proxy, pools, calls, client };
 }
 

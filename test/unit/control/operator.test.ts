@@ -64,7 +64,7 @@ describe('LocalOperator', () => {
 
   // Defect: LocalOperator.run does not serialize RELOAD and SET as ControlRelay does. Each builds its config from
   // proxy.config before awaiting prepareReload, so the later commit drops the earlier change (operator.ts, run()).
-  it.fails('two SETs from two consoles at once both take effect', async () => {
+  it('two SETs from two consoles at once both take effect', async () => {
     const { op, proxy } = operator();
     await Promise.all([op.run({ kind: 'set', key: 'default_pool_size', value: '12' }), op.run({ kind: 'set', key: 'min_pool_size', value: '2' })]);
     expect(proxy.config.default_pool_size).toBe(12);

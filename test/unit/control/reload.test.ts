@@ -8,7 +8,6 @@ import { createAuthQuery, createAuthThrottle, createParameterPolicy, keepRestart
 import { createLogger } from '../../../src/log/logger.js';
 import type { PoolSettings } from '../../../src/pool/pool.js';
 import type { ServerAddress } from '../../../src/pool/server.js';
-import { tempDir } from '../config/helpers.js';
 
 const log = createLogger('silent');
 
@@ -98,13 +97,9 @@ describe('withSetting (SET key = value)', () => {
 
   // Defect: loadConfig takes auth_password from auth_file's entry for auth_user when no password is set; withSetting only
   // swaps auth_user, so the new auth_user logs in with the previous auth_user's password (a RELOAD of the same file would not).
-  it.fails('SET auth_user takes the new user\'s password from auth_file, as loading the file with that auth_user does', () => {
-    const file = tempDir();
-    const userlist = file('userlist.txt', '"alice" "pw-alice"\n"bob" "pw-bob"\n');
-    const withFile = config({ auth_file: userlist, auth_user: 'alice' });
-    expect(withFile.auth_password).toBe('pw-alice');
-    const set = withSetting(withFile, 'auth_user', 'bob') as Config;
-    expect(set.auth_password).toBe(config({ auth_file: userlist, auth_user: 'bob' }).auth_password);
+  it('SET auth_user is refused: its password may come from auth_file, which only a reload reads with it', () => {
+    expect(withSetting(config(), 'auth_user', 'bob')).toEqual({ error: expect.stringContaining('set it in the file, then RELOAD') });
+    expect(withSetting(config(), 'auth_file', '/x')).toHaveProperty('error');
   });
 });
 
@@ -121,6 +116,10 @@ function fakePool(database: string, address: ServerAddress) {
     },
     reconnect() {
       pool.reconnects++;
+    },
+    retired: false,
+    retire() {
+      pool.retired = true;
     },
   };
   return pool;
@@ -197,11 +196,12 @@ describe('prepareReload / commit', () => {
     expect(other.reconnects).toBeGreaterThan(0);
   });
 
-  it('leaves the pools of a removed database alone (their clients finish)', async () => {
+  it('retires the pools of a removed database (their clients finish; no server is kept for them)', async () => {
     const { ctx, app, other } = fakeProxy(config());
     (await prepareReload(ctx, config({ databases: { app: { host: 'h1', dbname: 'app' } } }))).commit();
     expect(other.settings).toBeNull();
-    expect(other.reconnects).toBe(0);
+    expect(other.retired).toBe(true);
+    expect(app.retired).toBe(false);
     expect(app.settings).not.toBeNull();
   });
 

@@ -478,7 +478,7 @@ describe('Pool: reconfigure (reloaded settings)', () => {
   // Defect: a server's expiry is fixed when it opens (pool.ts open(): expiresAt from the lifetime then), so a reloaded
   // server_lifetime reaches new servers only; from 0 (never) to 1 s, the servers open now are never closed for age.
   // The issue asks timeouts to apply at once; PgBouncer compares a server's age with the current server_lifetime.
-  it.fails('a reloaded server_lifetime applies to servers already open', async () => {
+  it('a reloaded server_lifetime applies to servers already open', async () => {
     const connector = new FakeConnector();
     const pool = makePool(connector, { size: 1, lifetimeMs: 0 });
     const [idle] = await idleServers(pool, 1);
@@ -491,7 +491,7 @@ describe('Pool: reconfigure (reloaded settings)', () => {
 
   // Defect: reconfigure() applies a smaller pool_size to new servers only; idle servers above it stay and are handed out, so the
   // pool keeps serving at the old size. PgBouncer's janitor (check_pool_size) closes the excess: "too many servers in the pool".
-  it.fails('a smaller pool_size closes the idle servers above it', async () => {
+  it('a smaller pool_size closes the idle servers above it', async () => {
     const connector = new FakeConnector();
     const pool = makePool(connector, { size: 3 });
     await idleServers(pool, 3);
