@@ -145,11 +145,12 @@ function parseFile(file: string, depth: number, stack: readonly string[], state:
     }
     if (key === '') fail(at, 'expected a key (letters, digits, "_", ".", "-", "*", or a quoted name)');
     while (p < n && isBlank(text[p])) p++;
-    if (text[p] !== '=') fail(at, `expected "=" after ${JSON.stringify(key)}`);
+    // The key is not quoted either: a line that is not a setting may be a pasted password.
+    if (text[p] !== '=') fail(at, 'expected "=" after the key');
     p++;
     while (p < n && isBlank(text[p])) p++;
     const value = restOfLine();
-    if (state.section === null) fail(at, `${JSON.stringify(key)} comes before any [section]`);
+    if (state.section === null) fail(at, 'a setting comes before any [section]');
     out.push({ section: state.section!, key, value, where: `${file}:${lineAt(at)}` });
   }
 }

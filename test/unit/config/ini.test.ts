@@ -78,8 +78,9 @@ describe('file syntax', () => {
   test('syntax errors name the file and line, never the line itself', () => {
     const secret = 'hunter2';
     for (const [text, message] of [
-      [`[pgbouncer]\nlisten_port 6432 ${secret}\n`, ':2: expected "=" after "listen_port"'],
-      [`listen_port = ${secret}\n`, ':1: "listen_port" comes before any [section]'],
+      [`[pgbouncer]\nlisten_port 6432 ${secret}\n`, ':2: expected "=" after the key'],
+      [`[pgbouncer]\n${secret}\n`, ':2: expected "=" after the key'], // a pasted password on a line of its own
+      [`listen_port = ${secret}\n`, ':1: a setting comes before any [section]'],
       [`[pgbouncer\n`, ':1: a section header without its closing "]"'],
       [`[server]\n`, ':1: unknown section [server]'],
       [`[databases]\n'app = host=${secret}\n`, ':2: a quoted key without its closing quote'],
