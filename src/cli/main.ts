@@ -33,6 +33,8 @@ const USAGE = `usage:
                                       return no row for superusers and their members, --cnpg prints it as
                                       CloudNativePG YAML: postInitApplicationSQL (under spec.bootstrap.initdb)
                                       and roles (under spec.managed) with the auth user's passwordSecret
+  pg-ingress demo                     (npm run demo) boot a throwaway PostgreSQL with pg-ingress in front, TLS
+                                      required, print how to connect; Ctrl-C stops both and removes its temp dir
 Environment variables override the file; see docs/configuration.md.`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -61,6 +63,11 @@ export async function main(argv: string[]): Promise<number> {
   if (command === 'init-sql') {
     process.stdout.write(initSqlCommand(values));
     return 0;
+  }
+  if (command === 'demo') {
+    // Loaded only for this command: the proxy never carries it.
+    const { runDemo } = await import('../demo/demo.js');
+    return runDemo();
   }
   const file = values.config ?? null;
   if (command === 'run' && cluster.isWorker) {
