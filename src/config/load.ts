@@ -91,7 +91,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   // PgBouncer settings without an effect here go before validation (pgbouncer-settings.ts).
   const compat = applyPgBouncerSettings(merged, sourceOf);
   problems.push(...compat.problems);
-  const notices = [...compat.notices];
+  const notices = [...layers.flatMap(({ layer }) => layer.notices ?? []), ...compat.notices];
   if (problems.length > 0) throw new ConfigError(problems);
 
   const parsed = configSchema.safeParse(merged);

@@ -147,6 +147,7 @@ describe('precedence: defaults < file < PGBOUNCER_* < PG_INGRESS_* < overrides',
   });
 });
 
+// Every Bitnami variable, one by one, is in bitnami.test.ts.
 describe('Bitnami PGBOUNCER_* variables', () => {
   test.each(BITNAMI_VARS.map(([name, key]) => [name, key]))('%s sets %s', (name, key) => {
     const text = valid[key]![0];
@@ -175,105 +176,6 @@ describe('Bitnami PGBOUNCER_* variables', () => {
 
   test('empty values count as unset, as in the image', () => {
     expect(fromEnv({ PGBOUNCER_PORT: '' }).listen_port).toBe(6432);
-  });
-
-  test('PGBOUNCER_DSN_0..N split at the first "=" and stop at the first gap', () => {
-    const c = fromEnv({
-      PGBOUNCER_DSN_0: 'app=host=app-rw port=5433 dbname=app_prod',
-      PGBOUNCER_DSN_1: "*=host={db}-rw pool_mode='transaction'",
-      PGBOUNCER_DSN_3: 'skipped=host=x',
-    });
-    expect(Object.keys(c.databases).sort()).toEqual(['*', 'app']);
-    expect(c.databases.app).toMatchObject({ host: 'app-rw', port: 5433, dbname: 'app_prod' });
-    expect(c.databases['*']).toMatchObject({ host: '{db}-rw', pool_mode: 'transaction', dbname: null });
-  });
-
-  test('a DSN from a file: PGBOUNCER_DSN_0_FILE', () => {
-    const path = file('dsn0', 'app=host=from-file\n');
-    expect(fromEnv({ PGBOUNCER_DSN_0_FILE: path }).databases.app?.host).toBe('from-file');
-  });
-
-  test('DSN errors name the variable and never echo the value', () => {
-    expect(configError(() => fromEnv({ PGBOUNCER_DSN_0: 'app=host=h port=x' }))).toBe(
-      'PGBOUNCER_DSN_0: databases.app.port: expected an integer from 1 to 65535, got "x"',
-    );
-    const err = configError(() => fromEnv({ PGBOUNCER_DSN_0: 'host-without-name secret-ish' }));
-    expect(err).toBe('PGBOUNCER_DSN_0: expected "<database>=host=… port=… dbname=…"');
-    expect(configError(() => fromEnv({ PGBOUNCER_DSN_0: "app=host=h password='x9y8'" }))).not.toContain('x9y8');
-  });
-
-  test("Bitnami's auth_user=… in a DSN is accepted when it matches", () => {
-    const c = fromEnv({ PGBOUNCER_AUTH_USER: 'pgbouncer', PGBOUNCER_DSN_0: 'app=host=h auth_user=pgbouncer' });
-    expect(c.databases.app?.host).toBe('h');
-  });
-
-  test('PGBOUNCER_DATABASE with POSTGRESQL_HOST/PORT/DATABASE is the image\'s default entry', () => {
-    const c = fromEnv({ PGBOUNCER_DATABASE: 'app', POSTGRESQL_HOST: 'pg', POSTGRESQL_PORT: '5433', POSTGRESQL_DATABASE: 'app_prod' });
-    expect(c.databases.app).toEqual({
-      name: 'app', host: 'pg', port: 5433, dbname: 'app_prod', user: null, pool_mode: null, pool_size: null,
-      min_pool_size: null, reserve_pool_size: null, max_db_connections: null, max_db_client_connections: null, auth_dbname: null,
-      ports: [5433], auth_user: null, auth_query: null, connect_query: null, client_encoding: null, datestyle: null, timezone: null, server_lifetime: null, load_balance_hosts: 'round-robin',
-    });
-  });
-
-  test("the image's defaults fill the default entry; '*' keeps the requested name", () => {
-    expect(fromEnv({ POSTGRESQL_HOST: 'pg' }).databases.postgres).toMatchObject({ host: 'pg', port: 5432, dbname: 'postgres' });
-    expect(fromEnv({ PGBOUNCER_DATABASE: 'app' }).databases.app).toMatchObject({ host: 'postgresql', dbname: 'app' });
-    expect(fromEnv({ PGBOUNCER_DATABASE: '*', POSTGRESQL_HOST: 'pg', POSTGRESQL_DATABASE: 'ignored' }).databases['*']).toMatchObject({
-      host: 'pg',
-      dbname: null,
-    });
-  });
-
-  test('PGBOUNCER_SET_DATABASE_USER=yes (a forced server user) is refused, naming that variable', () => {
-    expect(configError(() => fromEnv({ POSTGRESQL_HOST: 'pg', POSTGRESQL_USERNAME: 'app', PGBOUNCER_SET_DATABASE_USER: 'yes' }))).toMatch(
-      /^PGBOUNCER_SET_DATABASE_USER: databases\.postgres\.user: a forced server user is not supported: .*auth pass-through/,
-    );
-    expect(fromEnv({ POSTGRESQL_HOST: 'pg', POSTGRESQL_USERNAME: 'app', PGBOUNCER_SET_DATABASE_USER: 'no' }).databases.postgres?.user).toBeNull();
-  });
-
-  test('a user= in PGBOUNCER_DSN_n is refused, naming that variable', () => {
-    expect(configError(() => fromEnv({ PGBOUNCER_DSN_0: 'app=host=h user=svc' }))).toMatch(/^PGBOUNCER_DSN_0: databases\.app\.user: a forced server user is not supported/);
-  });
-
-  test('a bad POSTGRESQL_PORT names that variable', () => {
-    expect(configError(() => fromEnv({ POSTGRESQL_HOST: 'pg', POSTGRESQL_PORT: 'x' }))).toBe(
-      'POSTGRESQL_PORT: databases.postgres.port: expected an integer from 1 to 65535, got "x"',
-    );
-  });
-
-  test('a DSN_N entry replaces the default entry of the same name', () => {
-    const c = fromEnv({ PGBOUNCER_DATABASE: 'app', POSTGRESQL_HOST: 'a', PGBOUNCER_DSN_0: 'app=host=b' });
-    expect(c.databases.app?.host).toBe('b');
-  });
-
-  test("database entries from the environment replace the file's map", () => {
-    const path = file('dbs.yaml', 'databases:\n  "*": host=127.0.0.1\n  keep: host=k\n');
-    const c = loadConfig({ file: path, env: { PGBOUNCER_DSN_0: 'app=host=h' } });
-    expect(Object.keys(c.databases)).toEqual(['app']);
-    expect(Object.keys(loadConfig({ file: path, env: {} }).databases).sort()).toEqual(['*', 'keep']);
-  });
-
-  test("POSTGRESQL_PASSWORD is auth_user's password when POSTGRESQL_USERNAME is PGBOUNCER_AUTH_USER", () => {
-    expect(fromEnv({ PGBOUNCER_AUTH_USER: 'pgbouncer', POSTGRESQL_USERNAME: 'pgbouncer', POSTGRESQL_PASSWORD: 'pw' }).auth_password).toBe('pw');
-    expect(fromEnv({ PGBOUNCER_AUTH_USER: 'pgbouncer', POSTGRESQL_PASSWORD: 'pw' }).auth_password).toBeNull();
-    expect(fromEnv({ POSTGRESQL_USERNAME: 'pgbouncer', POSTGRESQL_PASSWORD: 'pw' }).auth_password).toBeNull();
-    const path = file('pgpw', 'from-file\n');
-    expect(
-      fromEnv({ PGBOUNCER_AUTH_USER: 'pgbouncer', POSTGRESQL_USERNAME: 'pgbouncer', POSTGRESQL_PASSWORD_FILE: path }).auth_password,
-    ).toBe('from-file');
-  });
-
-  test('PGBOUNCER_SERVER_TLS_SSLMODE other than disable is refused, not silently downgraded', () => {
-    expect(configError(() => fromEnv({ PGBOUNCER_SERVER_TLS_SSLMODE: 'require' }))).toMatch(
-      /^PGBOUNCER_SERVER_TLS_SSLMODE: TLS to servers is not supported/,
-    );
-    expect(fromEnv({ PGBOUNCER_SERVER_TLS_SSLMODE: 'disable' }).listen_port).toBe(6432);
-  });
-
-  test('variables with no meaning here are ignored', () => {
-    const c = fromEnv({ PGBOUNCER_AUTH_TYPE: 'md5', PGBOUNCER_USERLIST: '"a" "b"', PGBOUNCER_STATS_PERIOD: '60', PGBOUNCER_EXTRA_FLAGS: '-v' });
-    expect(c).toEqual(fromEnv({}));
   });
 });
 
