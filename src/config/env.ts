@@ -169,8 +169,13 @@ function bitnamiGet(env: Env, name: string, problems: string[]): Got | undefined
 
 const isYes = (v: string | undefined): boolean => v !== undefined && /^(yes|true|1)$/i.test(v.trim());
 
-/** Kubernetes service links: a Service named pgbouncer or postgresql sets <NAME>_PORT=tcp://ip:port in every pod beside it. */
+/**
+ * Kubernetes service links: a Service named pgbouncer or postgresql sets PGBOUNCER_PORT or
+ * POSTGRESQL_PORT to tcp://ip:port in every pod started beside it. Nobody means that as a port,
+ * and taken as set, POSTGRESQL_PORT would add the image's entry in place of the file's databases.
+ */
 const SERVICE_LINK = /^(tcp|udp|sctp):\/\//i;
+const SERVICE_LINK_VARS = new Set(['PGBOUNCER_PORT', 'POSTGRESQL_PORT']);
 
 /** The Bitnami pgbouncer image's variables, mapped to our keys. */
 export function bitnamiLayer(env: Env): Layer {
@@ -181,7 +186,15 @@ export function bitnamiLayer(env: Env): Layer {
   // Read once each: a file is read (and an unreadable one reported) once.
   const read = new Map<string, Got | undefined>();
   const get = (name: string): Got | undefined => {
-    if (!read.has(name)) read.set(name, bitnamiGet(env, name, problems));
+    if (!read.has(name)) {
+      let got = bitnamiGet(env, name, problems);
+      if (got && SERVICE_LINK_VARS.has(name) && SERVICE_LINK.test(got.value)) {
+        const service = name.split('_')[0]!.toLowerCase();
+        notices.push(`${got.source}: ignored: ${JSON.stringify(got.value)} is what Kubernetes sets beside a Service named ${service} (service links); set ${name} to a port number to use it, or enableServiceLinks: false in the pod spec`);
+        got = undefined;
+      }
+      read.set(name, got);
+    }
     return read.get(name);
   };
   const set = (k: string, got: Got): void => {
@@ -196,14 +209,7 @@ export function bitnamiLayer(env: Env): Layer {
     if (h.kind === 'key') set(h.key, got);
     else if (!h.inert.includes(got.value.trim().toLowerCase())) notices.push(`${got.source}: accepted, has no effect in pg-ingress: ${h.why}`);
   }
-  for (const name of ['PGBOUNCER_PORT', 'POSTGRESQL_PORT']) {
-    const got = get(name);
-    if (got && SERVICE_LINK.test(got.value)) {
-      const service = name.split('_')[0]!.toLowerCase();
-      problems.push(`${got.source}: ${JSON.stringify(got.value)} is what Kubernetes sets for a Service named ${service} (service links): set ${name} to a port number, or enableServiceLinks: false in the pod spec`);
-    }
-  }
-  // The name shows up here when a PgBouncer setting is given the image's way but the image has no such variable.
+  // A setting's name with the image's prefix that the image does not have (PGBOUNCER_MAX_USER_CONNECTIONS): say which variable is.
   const ours = new Set(BITNAMI_VARIABLES.map((v) => v.name));
   for (const name of Object.keys(env)) {
     const k = name.startsWith('PGBOUNCER_') ? name.slice('PGBOUNCER_'.length).toLowerCase() : '';

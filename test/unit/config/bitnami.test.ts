@@ -251,13 +251,19 @@ describe('what the image does not have', () => {
     ]);
   });
 
-  test("Kubernetes' service-link variables are left alone, and a tcp:// port says where it came from", () => {
+  test("Kubernetes' service-link variables are left alone; a tcp:// port is ignored with a warning that says where it came from", () => {
     const links = { PGBOUNCER_SERVICE_HOST: '10.0.0.9', PGBOUNCER_SERVICE_PORT: '6432', PGBOUNCER_PORT_6432_TCP: 'tcp://10.0.0.9:6432' };
     expect(fromEnv(links)).toEqual(fromEnv({}));
-    expect(configError(() => fromEnv({ ...links, PGBOUNCER_PORT: 'tcp://10.0.0.9:6432' }))).toMatch(
-      /^PGBOUNCER_PORT: "tcp:\/\/10\.0\.0\.9:6432" is what Kubernetes sets for a Service named pgbouncer \(service links\)/,
-    );
-    expect(configError(() => fromEnv({ POSTGRESQL_PORT: 'tcp://10.0.0.8:5432' }))).toMatch(/^POSTGRESQL_PORT: .*a Service named postgresql/);
+    const c = fromEnv({ ...links, PGBOUNCER_PORT: 'tcp://10.0.0.9:6432', POSTGRESQL_PORT: 'tcp://10.0.0.8:5432' });
+    expect(c.listen_port).toBe(6432);
+    expect(c.notices).toEqual([
+      expect.stringMatching(/^PGBOUNCER_PORT: ignored: "tcp:\/\/10\.0\.0\.9:6432" is what Kubernetes sets beside a Service named pgbouncer \(service links\)/),
+      expect.stringMatching(/^POSTGRESQL_PORT: ignored: .* a Service named postgresql/),
+    ]);
+    // Above all, the file's databases stay: POSTGRESQL_PORT from a service link does not add the image's entry.
+    const path = file('links.yaml', 'databases:\n  app: host=app-rw\n');
+    expect(Object.keys(loadConfig({ file: path, env: { POSTGRESQL_PORT: 'tcp://10.0.0.8:5432' } }).databases)).toEqual(['app']);
+    expect(fromEnv({ POSTGRESQL_HOST: 'pg', POSTGRESQL_PORT: 'tcp://10.0.0.8:5432' }).databases.postgres?.port).toBe(5432);
   });
 
   test('PgBouncer settings given through the image keep their own refusals', () => {
