@@ -345,6 +345,23 @@ async function loadBalancerPsql(): Promise<void> {
   }
 }
 
+describe('README.md inline commands', () => {
+  it("the admin console's psql line answers SHOW POOLS for an admin_users member", async () => {
+    const { cluster } = testEnv();
+    await adminSql(cluster, `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ops') THEN CREATE ROLE ops LOGIN PASSWORD 'ops-readme-pw'; END IF; END $$`);
+    const proxy = await startTestProxy({ admin_users: ['ops'] });
+    try {
+      const line = inline('psql "host=… dbname=pgbouncer user=ops sslmode=require"');
+      const ran = await sh(line.replace('host=… ', `host=localhost port=${proxy.port} `), { env: { PGPASSWORD: 'ops-readme-pw' } });
+      expect(ran.stderr).toBe('');
+      expect(ran.stdout).toMatch(/^ *database *\| *user *\| *cl_active/m);
+      expect(ran.code).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe('README.md command blocks', () => {
   it('every fenced block is listed, every command in it covered, and every listed block still exists', () => {
     const listed = new Set(ENTRIES.map((e) => e.block));
