@@ -20,6 +20,8 @@ export interface CommandContext {
   isAdmin: boolean;
   /** Seconds the avg_ columns of SHOW STATS cover. */
   statsPeriodSeconds: number;
+  /** Runs `action` once the answer has been written to the console's socket (SHUTDOWN: the answer first, then the stop). */
+  afterAnswer?: (action: () => void) => void;
 }
 
 /** PgBouncer's syntax-error SQLSTATE would be 08P01; 42601 (syntax_error) is what Postgres uses, and clients understand it. */
@@ -42,7 +44,7 @@ export async function runCommand(statement: string, ctx: CommandContext): Promis
   }
   if (isControlVerb(verb)) {
     if (!ctx.isAdmin) return error(SqlState.insufficientPrivilege, 'admin access needed', `${verb} needs a user in admin_users; stats_users may only use SHOW`);
-    return runControl(statement, ctx.operator);
+    return runControl(statement, ctx.operator, ctx.afterAnswer ?? ((action) => setImmediate(action)));
   }
   if (verb in UNSUPPORTED) {
     if (!ctx.isAdmin) return error(SqlState.insufficientPrivilege, 'admin access needed', `${verb} needs a user in admin_users; stats_users may only use SHOW`);

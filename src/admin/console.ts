@@ -121,10 +121,13 @@ async function serve(socket: Duplex, frames: FrameQueue, ctx: CommandContext, to
     if (frame.type === TERMINATE) break;
     if (frame.type === QUERY) {
       skippingToSync = false;
-      const out = await answer(frame.body, ctx, log);
+      const after: Array<() => void> = [];
+      const out = await answer(frame.body, { ...ctx, afterAnswer: (action) => after.push(action) }, log);
       const last = out.at(-1);
       if (last?.[0] === 0x45) told(errorOf(last)); // 'E': the statement that failed
-      socket.write(Buffer.concat([...out, backend.readyForQuery('I')]));
+      socket.write(Buffer.concat([...out, backend.readyForQuery('I')]), () => {
+        for (const action of after) action();
+      });
     } else if (EXTENDED.has(frame.type) || frame.type === FUNCTION_CALL) {
       if (!skippingToSync) {
         socket.write(tell(new PgError({ severity: 'ERROR', code: SqlState.featureNotSupported, message: 'the admin console supports only the simple query protocol', hint: 'send the command as a simple Query (psql does; in node-postgres, call query() without parameters)' }), told));

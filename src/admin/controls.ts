@@ -8,9 +8,14 @@ import { parseControl, type Operator } from '../control/control.js';
 /** PgBouncer's syntax-error SQLSTATE would be 08P01; 42601 (syntax_error) is what Postgres uses. */
 const SYNTAX_ERROR = '42601';
 
-export async function runControl(statement: string, operator: Operator): Promise<Buffer> {
+/** @param afterAnswer runs an action once the answer is on its way (SHUTDOWN would otherwise close this very connection first) */
+export async function runControl(statement: string, operator: Operator, afterAnswer: (action: () => void) => void): Promise<Buffer> {
   const control = parseControl(statement);
   if ('error' in control) return new PgError({ severity: 'ERROR', code: SYNTAX_ERROR, message: control.error, hint: 'SHOW HELP lists the commands' }).toBuffer();
+  if (control.kind === 'shutdown') {
+    afterAnswer(() => void operator.run(control));
+    return commandComplete('SHUTDOWN');
+  }
   const outcome = await operator.run(control);
   if (!outcome.ok) return new PgError({ severity: 'ERROR', code: control.kind === 'set' ? SqlState.invalidParameterValue : SqlState.configurationError, message: outcome.error }).toBuffer();
   const notices = outcome.warnings.map((w) => noticeMessage('N', { severity: 'WARNING', code: '01000', message: w }));
