@@ -169,7 +169,9 @@ export class ControlRelay {
     let sentId = 0;
     const reply = replies.request((id) => {
       sentId = id;
-      return send(worker, message(id));
+      // Thrown: the request settles at once with no answer.
+      if (!worker.isConnected()) throw new Error(`worker ${worker.id} is gone`);
+      worker.send(message(id));
     });
     const giveUp = (): void => void replies.settle(sentId, null);
     let pending = this.outstanding.get(worker);
@@ -208,7 +210,7 @@ export class ControlRelay {
   }
 }
 
-/** Sends if the worker is still connected (a send to one that is gone fails); false if not sent. */
-function send(worker: Worker, message: object): boolean {
-  return worker.isConnected() && worker.send(message);
+/** Sends if the worker is still connected (a send to one that is gone fails). */
+function send(worker: Worker, message: object): void {
+  if (worker.isConnected()) worker.send(message);
 }

@@ -8,15 +8,20 @@ export class PendingReplies<T> {
 
   constructor(private readonly timeoutMs: number) {}
 
-  /** Sends with a fresh id; resolves with the reply, or null on timeout or when sending fails. */
-  request(send: (id: number) => boolean | void): Promise<T | null> {
+  /**
+   * Sends with a fresh id; resolves with the reply, or null on timeout or when
+   * `send` throws. Its return value is ignored: Node's IPC send() returns false
+   * when messages back up, and the message is still delivered (under load,
+   * taking false for a failure failed reloads that every worker had answered).
+   */
+  request(send: (id: number) => unknown): Promise<T | null> {
     const id = this.nextId++;
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.settle(id, null), this.timeoutMs);
       timer.unref();
       this.pending.set(id, { resolve, timer });
       try {
-        if (send(id) === false) this.settle(id, null);
+        send(id);
       } catch {
         this.settle(id, null); // the channel is closed: the process is gone
       }

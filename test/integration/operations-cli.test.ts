@@ -52,10 +52,13 @@ describe.each([1, 2])('workers: %i', (workers) => {
       rewrite(proxy, `dbname=${A}`, `dbname=${B}`);
       proxy.child.kill('SIGHUP');
       // Every worker: eight new connections, spread over them, all land on the new database.
+      let seen: string[] = [];
       await until('new connections reach the new database', async () => {
-        const names = await Promise.all(Array.from({ length: 8 }, () => whoami(proxy)));
-        return names.every((n) => n === B);
-      }, { timeoutMs: 15_000 });
+        seen = await Promise.all(Array.from({ length: 8 }, () => whoami(proxy)));
+        return seen.every((n) => n === B);
+      }, { timeoutMs: 15_000 }).catch((err: Error) => {
+        throw new Error(`${err.message}; last seen ${seen.join(',')}; the proxy's output:\n${proxy.output().slice(-6000)}`);
+      });
       rewrite(proxy, 'pool_mode: transaction', 'pool_mode: sometimes');
       proxy.child.kill('SIGHUP');
       await until('the failed reload is logged', () => proxy.output().includes('reload failed'), { timeoutMs: 15_000 });

@@ -23,5 +23,15 @@ it('resolves null when no reply comes in time', async () => {
 it('resolves null at once when the channel is closed', async () => {
   const replies = new PendingReplies<string>(60_000);
   await expect(replies.request(() => { throw new Error('channel closed'); })).resolves.toBeNull();
-  await expect(replies.request(() => false)).resolves.toBeNull();
+});
+
+it('a send that returns false (Node: the IPC channel backed up, the message still goes) waits for its reply', async () => {
+  const replies = new PendingReplies<string>(60_000);
+  let sent = 0;
+  const answer = replies.request((id) => {
+    sent = id;
+    return false;
+  });
+  expect(replies.settle(sent, 'ok')).toBe(true);
+  await expect(answer).resolves.toBe('ok');
 });
