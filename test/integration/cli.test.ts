@@ -47,12 +47,18 @@ describe('pg-ingress command', () => {
     const clients: pg.Client[] = [];
     try {
       expect(listeningCount(proxy.output())).toBe(2);
-      for (let i = 0; i < 4; i++) {
+      // Round-robin (Node 20) alternates; with reusePort (Node 24) the kernel hashes each connection, so 4 clients
+      // land on one worker 1 time in 8: connect until both are seen (all on one of 40: 2^-39), keep 2 of each.
+      const workerOf = (c: pg.Client): number => (c as unknown as { processID: number }).processID >>> 24;
+      const extra: pg.Client[] = [];
+      for (let i = 0; i < 40 && !([1, 2].every((w) => clients.filter((c) => workerOf(c) === w).length >= 2)); i++) {
         const c = new pg.Client({ ...pgOptions(port, 'app1', USERS.scram.name, USERS.scram.password) });
         await c.connect();
-        clients.push(c);
+        if (clients.filter((k) => workerOf(k) === workerOf(c)).length < 2) clients.push(c);
+        else extra.push(c);
       }
-      const workersSeen = new Set(clients.map((c) => (c as unknown as { processID: number }).processID >>> 24));
+      await Promise.all(extra.map((c) => c.end()));
+      const workersSeen = new Set(clients.map(workerOf));
       expect([...workersSeen].sort()).toEqual([1, 2]);
       for (const [i, c] of clients.entries()) {
         const started = Date.now();
