@@ -2,6 +2,7 @@
 // connection of every worker, in PgBouncer 1.25's columns (admin.c's
 // socket_header and admin_show_fds). Connection ids are per worker, so the
 // rendered ptr, link and id carry the worker.
+import { globalClientId } from '../workers/worker-id.js';
 import { noticeMessage } from '../protocol/backend.js';
 import type { ClusterStats } from '../stats/merge.js';
 import type { ConnectionRow } from '../stats/snapshot.js';
@@ -55,7 +56,7 @@ function socketRow(r: ConnectionRow, state: string): Cell[] {
     r.tls,
     r.application_name,
     r.prepared_statements,
-    r.worker * 2 ** 32 + r.id,
+    globalClientId(r.worker, r.id),
   ];
 }
 

@@ -2,6 +2,7 @@
 // clients. With workers every worker applies them (the primary relays), and the
 // console answers once all have.
 import { route } from '../client/router.js';
+import { globalClientId } from '../workers/worker-id.js';
 import type { ProxyContext } from '../context.js';
 import { fatal, SqlState, type PgError } from '../protocol/pg-error.js';
 import type { Control } from './control.js';
@@ -57,10 +58,7 @@ function knownDatabase(proxy: ProxyContext, database: string): void {
   throw new Error(`no such database: ${database}`);
 }
 
-/** The id SHOW CLIENTS shows: unique across workers. */
-export function globalClientId(worker: number, id: number): number {
-  return worker * 2 ** 32 + id;
-}
+export { globalClientId };
 
 function killed(): PgError {
   return fatal(SqlState.adminShutdown, 'terminating connection due to administrator command', { detail: 'KILL on the pg-ingress admin console' });

@@ -181,11 +181,6 @@ export class Pool {
     if (this.clients === 0 && this.pendingSettings) this.reconfigure(this.pendingSettings, this.currentAddress);
   }
 
-  /** Clients logged in to this pool now. */
-  get clientCount(): number {
-    return this.clients;
-  }
-
   /**
    * Reloaded settings. A new address closes every server when it is next free.
    * A new pool_mode waits until no client is left: each session runs in the

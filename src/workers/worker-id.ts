@@ -9,6 +9,11 @@ export function workerOfProcessId(processId: number): number {
   return processId >>> WORKER_SHIFT;
 }
 
+/** A client's id as SHOW CLIENTS shows it and KILL_CLIENT takes it: unique across workers (connection numbers are per worker). */
+export function globalClientId(worker: number, id: number): number {
+  return worker * 2 ** 32 + id;
+}
+
 /** This process's worker id: 1…126 in a worker, 0 in a single-process proxy. */
 export function currentWorkerId(): number {
   const id = Number(process.env.PG_INGRESS_WORKER_ID ?? 0);
